@@ -1,0 +1,42 @@
+# skuvid: `make demo` and `make test` work on a fresh machine (they set everything up first).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: setup samples instance demo test dev check bench clean
+
+setup: $(VENV)/.installed samples instance
+
+$(VENV)/.installed: pyproject.toml
+	bash scripts/system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+samples: $(VENV)/.installed
+	$(BIN)/python samples/make_samples.py
+
+instance: $(VENV)/.installed
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/skuvid setup-instance
+
+demo: setup
+	$(BIN)/skuvid demo
+
+test: setup
+	$(BIN)/pytest -q
+
+dev: setup
+	$(BIN)/dagster dev -h 127.0.0.1
+
+check: setup
+	$(BIN)/dg check defs
+
+bench: setup
+	$(BIN)/python bench/cpu_tier.py
+
+clean:
+	rm -rf .data $(DAGSTER_HOME) samples/packshots samples/logos

@@ -1,0 +1,200 @@
+"""The SKU catalog: validated rows, content hashes, brand kits, and one `sku` partition per SKU."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+import yaml
+from pydantic import Field
+
+from assets.catalog_rows import (
+    DEFAULT_MAX_PIXELS,
+    CatalogFileError,
+    ValidatedCatalog,
+    read_table,
+    validate_catalog,
+)
+from assets.partitions import sku_partitions
+from resources.storage import StorageError, StorageResource, parent_of, read_uri, resolve_relative
+from videokit.brand import BrandKit
+
+CATALOG_KEY = "catalog/catalog.parquet"
+REJECTS_KEY = "catalog/rejects.parquet"
+BRANDS_KEY = "catalog/brands.json"
+REJECTS_SHOWN = 50
+
+
+class CatalogConfig(dg.Config):
+    source: str = Field(default="samples/catalog.csv", description="Catalog file: path, s3:// or https:// URI.")
+    brands: str = Field(default="samples/brands.yaml", description="Brand kits YAML: path, s3:// or https:// URI.")
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Reject packshots with more pixels than this.")
+
+
+@dataclass(frozen=True)
+class Sku:
+    """One catalog row as the downstream assets need it."""
+
+    sku_id: str
+    title: str
+    category: str
+    brand: BrandKit
+    logo_key: str | None
+    tier: str
+    prompt: str
+    aspect: str
+    image_key: str
+    content_hash: str
+
+    @property
+    def prefix(self) -> str:
+        return f"skus/{self.sku_id}/{self.content_hash}"
+
+
+def source_key(sha256: str, image_format: str) -> str:
+    extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[image_format]
+    return f"sources/{sha256[:2]}/{sha256}.{extension}"
+
+
+BrandKits = dict[str, tuple[BrandKit, dict, bytes | None]]
+
+
+def load_brand_kits(uri: str) -> BrandKits:
+    """Parse the brand kits file and read each logo; errors name the file and the brand."""
+    try:
+        data = yaml.safe_load(read_uri(uri))
+    except (StorageError, yaml.YAMLError) as error:
+        raise CatalogFileError(f"{uri}: cannot read brand kits ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("brands"), dict):
+        raise CatalogFileError(f"{uri}: expected a top-level 'brands:' mapping")
+    kits = {}
+    for name, entry in data["brands"].items():
+        try:
+            kit = BrandKit.from_dict(str(name), entry or {})
+            logo = read_uri(resolve_relative(kit.logo, parent_of(uri))) if kit.logo else None
+        except (ValueError, StorageError) as error:
+            raise CatalogFileError(f"{uri}: {error}") from None
+        kits[str(name)] = (kit, entry or {}, logo)
+    return kits
+
+
+def store_brand_kits(storage: StorageResource, kits: BrandKits) -> dict[str, str]:
+    """Copy kits and logos into storage; returns each brand's fingerprint (kit fields plus logo bytes)."""
+    stored, fingerprints = {}, {}
+    for name, (kit, spec, logo) in kits.items():
+        logo_key = None
+        if logo is not None:
+            logo_sha = hashlib.sha256(logo).hexdigest()
+            logo_key = f"sources/{logo_sha[:2]}/{logo_sha}.png"
+            if not storage.exists(logo_key):
+                storage.write_bytes(logo_key, logo)
+        fingerprints[name] = hashlib.sha256(f"{kit.fingerprint()}:{logo_key}".encode()).hexdigest()[:16]
+        stored[name] = {"spec": spec, "logo_key": logo_key, "fingerprint": fingerprints[name]}
+    storage.write_json(BRANDS_KEY, stored)
+    return fingerprints
+
+
+def rejects_markdown(validated: ValidatedCatalog) -> str:
+    frame = validated.rejects_frame().head(REJECTS_SHOWN)
+    if frame.empty:
+        return "No rejected rows."
+    table = frame.to_markdown(index=False)
+    more = len(validated.rejects) - len(frame)
+    return table + (f"\n\n... and {more} more in `{REJECTS_KEY}`" if more > 0 else "")
+
+
+def write_parquet(storage: StorageResource, key: str, frame: pd.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    storage.write_bytes(key, buffer.getvalue())
+
+
+def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixels: int) -> ValidatedCatalog:
+    """Validate a catalog file, copy its packshots into storage, and write the normalized table and rejects."""
+    kits = load_brand_kits(brands)
+    try:
+        raw = read_uri(source)
+    except StorageError as error:
+        raise CatalogFileError(str(error)) from None
+    table = read_table(raw, source)
+    fingerprints = store_brand_kits(storage, kits)
+    base = parent_of(source)
+    validated, images = validate_catalog(
+        table,
+        source=source,
+        brand_fingerprints=fingerprints,
+        fetch_image=lambda uri: read_uri(resolve_relative(uri, base)),
+        max_pixels=max_pixels,
+    )
+    for image in images.values():
+        key = source_key(image.sha256, image.format)
+        if not storage.exists(key):
+            storage.write_bytes(key, image.data)
+    accepted = validated.accepted
+    accepted["image_key"] = [source_key(s, f) for s, f in zip(accepted["image_sha256"], accepted["image_format"])]
+    write_parquet(storage, CATALOG_KEY, accepted)
+    write_parquet(storage, REJECTS_KEY, validated.rejects_frame())
+    return validated
+
+
+@dg.asset(
+    group_name="catalog",
+    kinds={"parquet"},
+    description="Validated SKU catalog with a content hash per SKU; registers each SKU as a `sku` partition.",
+)
+def sku_catalog(context: dg.AssetExecutionContext, config: CatalogConfig, storage: StorageResource) -> dg.MaterializeResult:
+    try:
+        validated = ingest_catalog(storage, config.source, config.brands, config.max_pixels)
+    except CatalogFileError as error:
+        raise dg.Failure(description=str(error)) from None
+    accepted = validated.accepted
+    existing = set(context.instance.get_dynamic_partitions(sku_partitions.name))
+    new_keys = [s for s in accepted["sku_id"] if s not in existing]
+    if new_keys:
+        context.instance.add_dynamic_partitions(sku_partitions.name, new_keys)
+    for reject in validated.rejects:
+        context.log.warning(f"{reject.source} row {reject.row} ({reject.sku_id or 'no sku_id'}): {reject.field}: {reject.reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "source": config.source,
+            "rows": len(accepted) + len({r.row for r in validated.rejects}),
+            "accepted": len(accepted),
+            "rejected_rows": len({r.row for r in validated.rejects}),
+            "new_partitions": len(new_keys),
+            "categories": accepted["category"].nunique(),
+            "brands": accepted["brand"].nunique(),
+            "heroes": int((accepted["tier"] == "hero").sum()),
+            "catalog": dg.MetadataValue.path(storage.url(CATALOG_KEY)),
+            "rejects": dg.MetadataValue.md(rejects_markdown(validated)),
+        }
+    )
+
+
+def read_catalog(storage: StorageResource) -> pd.DataFrame:
+    if not storage.exists(CATALOG_KEY):
+        raise dg.Failure(description="No catalog yet: materialize `sku_catalog` first.")
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(CATALOG_KEY)))
+
+
+def load_sku(storage: StorageResource, sku_id: str) -> Sku:
+    catalog = read_catalog(storage)
+    rows = catalog[catalog["sku_id"] == sku_id]
+    if rows.empty:
+        raise dg.Failure(description=f"SKU {sku_id!r} is not in the current catalog ({storage.url(CATALOG_KEY)}).")
+    row = rows.iloc[0]
+    brand = storage.read_json(BRANDS_KEY)[row["brand"]]
+    return Sku(
+        sku_id=sku_id,
+        title=row["title"],
+        category=row["category"],
+        brand=BrandKit.from_dict(row["brand"], brand["spec"]),
+        logo_key=brand["logo_key"],
+        tier=row["tier"],
+        prompt=row["prompt"],
+        aspect=row["aspect"],
+        image_key=row["image_key"],
+        content_hash=row["content_hash"],
+    )

@@ -1,0 +1,102 @@
+"""`keyframe` per SKU: the still every clip starts from, with blocking QA checks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import dagster as dg
+import numpy as np
+
+from assets.artifacts import check_results, cost_metadata, qa_summary, read_record, render_prefix, save_render
+from assets.catalog import Sku, load_sku, sku_catalog
+from assets.partitions import sku_partitions
+from resources.generators.base import KeyframeRequest
+from resources.generators.cpu import ComposeKeyframes
+from resources.quality import QualityBarResource
+from resources.storage import StorageResource
+from videokit.brand import KEYFRAME_SIZES
+from videokit.compose import KeyframeLayers, render_background
+from videokit.qa import KeyframeScores, judge_keyframe, measure_keyframe
+
+KEYFRAME_CHECKS = {
+    "keyframe_format": "Resolution and aspect match the SKU's target size.",
+    "keyframe_brand_background": "Border colour is within the ΔE limit of the brand kit's background.",
+    "keyframe_product_fidelity": "Product pixels match the packshot cut-out (PSNR).",
+    "keyframe_sharpness": "The keyframe is not blurred.",
+}
+
+
+def product_reference(layers: KeyframeLayers) -> np.ndarray:
+    """The product layer's own pixels placed in frame: what the keyframe must show where the product is opaque."""
+    width, height = layers.size
+    reference = np.zeros((height, width, 3), np.uint8)
+    x, y = layers.product_xy
+    product = layers.product[max(0, -y) : height - y, max(0, -x) : width - x, :3]
+    reference[max(0, y) : max(0, y) + product.shape[0], max(0, x) : max(0, x) + product.shape[1]] = product
+    return reference
+
+
+def keyframe_scores(sku: Sku, layers: KeyframeLayers) -> KeyframeScores:
+    return measure_keyframe(
+        layers.flatten(),
+        expected_size=KEYFRAME_SIZES[sku.aspect],
+        product_reference=product_reference(layers),
+        product_mask=layers.product_mask(),
+        brand_background=render_background(sku.brand, layers.size),
+    )
+
+
+@dg.asset(
+    partitions_def=sku_partitions,
+    deps=[sku_catalog],
+    group_name="sku_video",
+    kinds={"png"},
+    check_specs=[dg.AssetCheckSpec(n, asset="keyframe", blocking=True, description=d) for n, d in KEYFRAME_CHECKS.items()],
+    description="The SKU's keyframe: product cut out of its packshot on the brand background, with layers for motion.",
+)
+def keyframe(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    compose: ComposeKeyframes,
+    quality_bar: QualityBarResource,
+) -> dg.MaterializeResult:
+    sku = load_sku(storage, context.partition_key)
+    record = read_record(storage, sku, "keyframe")
+    reused = record is not None
+    if record is None:
+        request = KeyframeRequest(
+            sku_id=sku.sku_id,
+            content_hash=sku.content_hash,
+            title=sku.title,
+            category=sku.category,
+            prompt=sku.prompt,
+            packshot=storage.read_bytes(sku.image_key),
+            brand=sku.brand,
+            logo=storage.read_bytes(sku.logo_key) if sku.logo_key else None,
+            size=KEYFRAME_SIZES[sku.aspect],
+        )
+        result = compose.render_keyframe(request, context.log.info)
+        record = save_render(
+            storage,
+            sku,
+            "keyframe",
+            render_prefix(sku, "keyframe", compose.name, request.seed),
+            result.layers.to_files(),
+            result.cost,
+            asdict(keyframe_scores(sku, result.layers)),
+            {"provider": compose.name, "size": list(request.size)},
+        )
+    else:
+        context.log.info(f"{sku.sku_id}: keyframe for {sku.content_hash} exists, reused")
+    outcomes = judge_keyframe(KeyframeScores(**record["scores"]), quality_bar.thresholds(sku.tier))
+    return dg.MaterializeResult(
+        metadata={
+            **cost_metadata(record["cost"], reused=reused),
+            "content_hash": sku.content_hash,
+            "tier": sku.tier,
+            "qa_passed": all(o.passed for o in outcomes),
+            "qa": qa_summary(outcomes),
+            "keyframe": dg.MetadataValue.path(storage.url(record["files"]["keyframe.png"])),
+        },
+        check_results=check_results("keyframe", outcomes),
+    )

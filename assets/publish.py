@@ -1,0 +1,126 @@
+"""`published_video` per SKU: the QA-passed clip and poster in the published area, plus its manifest row.
+
+The manifest is a Parquet dataset with one file per SKU (`published/manifest/{sku}.parquet`), so concurrent
+runs never race on one shared file; a storefront reads the folder as one table.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from assets.artifacts import cost_metadata, read_record
+from assets.catalog import Sku, load_sku, write_parquet
+from assets.clips import clip
+from assets.partitions import sku_partitions
+from resources.generators.base import measure_usage
+from resources.pricing import PricesResource
+from resources.quality import QualityBarResource
+from resources.storage import StorageResource
+from videokit.brand import CLIP_SIZES
+from videokit.qa import ClipScores, judge_clip
+
+MANIFEST_PREFIX = "published/manifest"
+MANIFEST_COLUMNS = [
+    "sku_id", "title", "tier", "content_hash", "video_url", "poster_url", "duration_s", "width", "height",
+    "bytes", "provider", "model", "cost_usd", "qa_summary", "published_at",
+]
+
+
+def manifest_key(sku_id: str) -> str:
+    return f"{MANIFEST_PREFIX}/{sku_id}.parquet"
+
+
+def read_manifest(storage: StorageResource) -> pd.DataFrame:
+    frames = [pd.read_parquet(io.BytesIO(storage.read_bytes(k))) for k in storage.list_keys(MANIFEST_PREFIX)
+              if k.endswith(".parquet")]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MANIFEST_COLUMNS)
+
+
+def published_keys(sku: Sku) -> tuple[str, str]:
+    base = f"published/{sku.sku_id}/{sku.content_hash}"
+    return f"{base}.mp4", f"{base}.jpg"
+
+
+def read_manifest_row(storage: StorageResource, sku_id: str) -> dict | None:
+    key = manifest_key(sku_id)
+    if not storage.exists(key):
+        return None
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(key))).iloc[0].to_dict()
+
+
+def publish_files(
+    storage: StorageResource, sku: Sku, clip_record: dict, keyframe_record: dict, scores: ClipScores, n_checks: int
+) -> dict:
+    """Copy clip and poster to their published keys, then write the manifest row (the commit point)."""
+    video_key, poster_key = published_keys(sku)
+    video = storage.read_bytes(clip_record["files"]["clip.mp4"])
+    storage.write_bytes(video_key, video)
+    storage.write_bytes(poster_key, storage.read_bytes(clip_record["files"]["poster.jpg"]))
+    row = {
+        "sku_id": sku.sku_id,
+        "title": sku.title,
+        "tier": sku.tier,
+        "content_hash": sku.content_hash,
+        "video_url": storage.url(video_key),
+        "poster_url": storage.url(poster_key),
+        "duration_s": float(scores.duration_s),
+        "width": int(scores.width),
+        "height": int(scores.height),
+        "bytes": len(video),
+        "provider": clip_record["cost"]["provider"],
+        "model": clip_record["cost"]["model"],
+        "cost_usd": float(clip_record["cost"]["cost_usd"]) + float(keyframe_record["cost"]["cost_usd"]),
+        "qa_summary": f"all {n_checks} clip checks passed",
+        "published_at": datetime.now(UTC).isoformat(),
+    }
+    write_parquet(storage, manifest_key(sku.sku_id), pd.DataFrame([row], columns=MANIFEST_COLUMNS))
+    return row
+
+
+@dg.asset(
+    partitions_def=sku_partitions,
+    deps=[clip],
+    group_name="sku_video",
+    kinds={"mp4"},
+    description="The clip and poster a storefront can serve, and the SKU's row in the published manifest.",
+)
+def published_video(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    quality_bar: QualityBarResource,
+    prices: PricesResource,
+) -> dg.MaterializeResult:
+    sku = load_sku(storage, context.partition_key)
+    clip_record = read_record(storage, sku, "clip")
+    keyframe_record = read_record(storage, sku, "keyframe")
+    if clip_record is None or keyframe_record is None:
+        raise dg.Failure(description=f"{sku.sku_id}: nothing to publish for content {sku.content_hash}; run `clip` first")
+    width, height = CLIP_SIZES[sku.aspect]
+    scores = ClipScores(**clip_record["scores"])
+    fps = clip_record["settings"]["fps"]
+    outcomes = judge_clip(scores, width=width, height=height, fps=fps, thresholds=quality_bar.thresholds(sku.tier))
+    failed = [o for o in outcomes if not o.passed]
+    if failed:
+        raise dg.Failure(
+            description=f"{sku.sku_id}: clip failed QA, not published: " + "; ".join(f"{o.name}: {o.summary}" for o in failed)
+        )
+    existing = read_manifest_row(storage, sku.sku_id)
+    reused = existing is not None and existing["content_hash"] == sku.content_hash
+    with measure_usage() as usage:
+        row = existing if reused else publish_files(storage, sku, clip_record, keyframe_record, scores, len(outcomes))
+    own_cost = prices.table.cost(provider="publish", model="copy", cpu_s=usage.cpu_s, wall_s=usage.wall_s)
+    return dg.MaterializeResult(
+        metadata={
+            **cost_metadata(own_cost.to_dict(), reused=reused),
+            "video_cost_usd": dg.MetadataValue.float(float(row["cost_usd"])),
+            "clip_provider": row["provider"],
+            "content_hash": sku.content_hash,
+            "bytes": dg.MetadataValue.int(int(row["bytes"])),
+            "video": dg.MetadataValue.url(row["video_url"]),
+            "poster": dg.MetadataValue.url(row["poster_url"]),
+        }
+    )

@@ -1,0 +1,38 @@
+"""The `skuvid` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="skuvid", description="Turn a product catalog into product videos.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="Run the sample catalog through the whole graph and print a table.")
+    demo.add_argument("--catalog", default="samples/catalog.csv")
+    demo.add_argument("--brands", default="samples/brands.yaml")
+    commands.add_parser("setup-instance", help="Apply pool limits to the instance in $DAGSTER_HOME.")
+    args = parser.parse_args(argv)
+    console = Console()
+
+    if args.command == "setup-instance":
+        import dagster as dg
+
+        from pipelines.instance import apply_pool_limits
+
+        limits = apply_pool_limits(dg.DagsterInstance.get())
+        console.print("pool limits: " + ", ".join(f"{k}={v}" for k, v in limits.items()))
+        return 0
+    if args.command == "demo":
+        from pipelines.demo import run_demo
+
+        outcomes = run_demo(args.catalog, args.brands, console)
+        return 0 if outcomes and all(o.status == "published" for o in outcomes) else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""The one Definitions object: assets, checks, jobs and resources of skuvid."""
+
+import dagster as dg
+
+from assets.catalog import sku_catalog
+from assets.clips import clip
+from assets.keyframes import keyframe
+from assets.publish import published_video
+from pipelines.jobs import catalog_job, sku_video_job
+from pipelines.resources import build_resources
+
+defs = dg.Definitions(
+    assets=[sku_catalog, keyframe, clip, published_video],
+    jobs=[catalog_job, sku_video_job],
+    resources=build_resources(),
+)

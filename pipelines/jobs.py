@@ -1,0 +1,24 @@
+"""Jobs people launch: refresh the catalog, and render one SKU through keyframe, clip and publish."""
+
+import dagster as dg
+
+from assets.catalog import sku_catalog
+from assets.clips import clip
+from assets.keyframes import keyframe
+from assets.partitions import sku_partitions
+from assets.publish import published_video
+
+catalog_job = dg.define_asset_job(
+    "catalog_job",
+    selection=[sku_catalog],
+    description="Validate the catalog file and register new SKUs as partitions.",
+)
+
+# In-process: a SKU's three steps run in one process, so the per-SKU overhead is one process start, not three.
+sku_video_job = dg.define_asset_job(
+    "sku_video_job",
+    selection=dg.AssetSelection.assets(keyframe, clip, published_video),
+    partitions_def=sku_partitions,
+    executor_def=dg.in_process_executor,
+    description="Keyframe -> clip -> QA checks -> published video, for one SKU partition.",
+)

@@ -1,0 +1,94 @@
+"""The CPU tier: keyframes composed from the packshot, clips animated from the keyframe's layers.
+
+Needs no GPU and no key, so it is always available and is the last link of every routing chain.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import ClassVar
+
+from dagster import ConfigurableResource
+from PIL import Image
+from pydantic import Field
+
+from resources.generators.base import (
+    Availability,
+    ClipRequest,
+    ClipResult,
+    KeyframeRequest,
+    KeyframeResult,
+    Log,
+    measure_usage,
+)
+from resources.pricing import PricesResource
+from videokit.compose import compose_keyframe
+from videokit.encode import EncodeSettings
+from videokit.motion import MotionSpec, render_motion_clip
+
+
+def open_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+class ComposeKeyframes(ConfigurableResource):
+    """Keyframe provider `compose`: the product cut out of its packshot, placed on the brand background."""
+
+    name: ClassVar[str] = "compose"
+    model: ClassVar[str] = "compose-v1"
+
+    prices: PricesResource
+    margin: float = Field(default=0.08, description="Safe margin as a share of the frame's short side.")
+    product_scale: float = Field(default=0.62, description="Product height as a share of the frame.")
+
+    def availability(self) -> Availability:
+        return Availability.ok()
+
+    def render_keyframe(self, request: KeyframeRequest, log: Log) -> KeyframeResult:
+        with measure_usage() as usage:
+            logo = open_image(request.logo) if request.logo else None
+            layers = compose_keyframe(
+                open_image(request.packshot),
+                request.brand,
+                request.size,
+                logo=logo,
+                margin=self.margin,
+                product_scale=self.product_scale,
+            )
+        log(f"compose: {request.sku_id} keyframe {request.size[0]}x{request.size[1]} in {usage.wall_s:.2f}s")
+        cost = self.prices.table.cost(provider=self.name, model=self.model, cpu_s=usage.cpu_s, wall_s=usage.wall_s)
+        return KeyframeResult(layers=layers, cost=cost)
+
+
+class MotionClips(ConfigurableResource):
+    """Clip provider `motion`: a seamless camera/parallax loop rendered from the keyframe's layers."""
+
+    name: ClassVar[str] = "motion"
+    model: ClassVar[str] = "motion-v1"
+
+    prices: PricesResource
+    push: float = Field(default=0.035, description="Maximum camera push-in (0.035 = 3.5% zoom).")
+    float_px: float = Field(default=10.0, description="Product float amplitude in pixels at 720p.")
+    sweep: bool = Field(default=True, description="Pass a soft light sweep across the product.")
+    crf: int = Field(default=21, description="x264 constant rate factor.")
+    preset: str = Field(default="veryfast", description="x264 preset.")
+
+    def availability(self) -> Availability:
+        return Availability.ok()
+
+    def render_clip(self, request: ClipRequest, log: Log) -> ClipResult:
+        spec = MotionSpec(
+            duration_s=request.duration_s,
+            fps=request.fps,
+            push=self.push,
+            float_px=self.float_px,
+            sweep=self.sweep,
+            seed=request.seed,
+        )
+        with measure_usage() as usage:
+            clip = render_motion_clip(request.keyframe, request.size, spec, EncodeSettings(crf=self.crf, preset=self.preset))
+        log(f"motion: {request.sku_id} {clip.n_frames} frames at {request.size[0]}x{request.size[1]} in {usage.wall_s:.2f}s")
+        cost = self.prices.table.cost(provider=self.name, model=self.model, cpu_s=usage.cpu_s, wall_s=usage.wall_s)
+        return ClipResult(clip=clip, cost=cost)

@@ -1,0 +1,104 @@
+"""The dated price table and the cost record every provider returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from importlib import resources as package_files
+from pathlib import Path
+
+import yaml
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+@dataclass(frozen=True)
+class CostRecord:
+    """What one render cost. Every field is numeric or a short string, so it plots in the Dagster UI."""
+
+    provider: str
+    model: str
+    cpu_s: float
+    gpu_s: float
+    api_usd: float
+    cost_usd: float
+    wall_s: float
+    provider_job_id: str = ""
+    attempt: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PriceTableError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    as_of: str
+    vcpu_hour_usd: float
+    gpu_hour_usd: dict[str, float]
+    api: dict[str, dict]
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "prices.yaml") -> "PriceTable":
+        data = yaml.safe_load(text)
+        try:
+            return cls(
+                as_of=str(data["as_of"]),
+                vcpu_hour_usd=float(data["cpu"]["vcpu_hour_usd"]),
+                gpu_hour_usd={name: float(row["usd"]) for name, row in data.get("gpu_hour_usd", {}).items()},
+                api=dict(data.get("api", {})),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise PriceTableError(f"{source}: malformed price table ({error!r})") from None
+
+    def gpu_rate(self, gpu_type: str) -> float:
+        try:
+            return self.gpu_hour_usd[gpu_type]
+        except KeyError:
+            raise PriceTableError(f"no GPU price for {gpu_type!r}; known: {', '.join(sorted(self.gpu_hour_usd))}") from None
+
+    def cost(
+        self,
+        *,
+        provider: str,
+        model: str,
+        cpu_s: float = 0.0,
+        gpu_s: float = 0.0,
+        gpu_type: str = "h100",
+        api_usd: float = 0.0,
+        wall_s: float = 0.0,
+        provider_job_id: str = "",
+        attempt: int = 1,
+    ) -> CostRecord:
+        gpu_usd = gpu_s / 3600 * self.gpu_rate(gpu_type) if gpu_s else 0.0
+        cost_usd = cpu_s / 3600 * self.vcpu_hour_usd + gpu_usd + api_usd
+        return CostRecord(
+            provider=provider,
+            model=model,
+            cpu_s=round(cpu_s, 4),
+            gpu_s=round(gpu_s, 4),
+            api_usd=round(api_usd, 6),
+            cost_usd=round(cost_usd, 8),
+            wall_s=round(wall_s, 4),
+            provider_job_id=provider_job_id,
+            attempt=attempt,
+        )
+
+
+def default_prices_text() -> str:
+    return package_files.files("resources").joinpath("prices.yaml").read_text()
+
+
+class PricesResource(ConfigurableResource):
+    """The price table: the one in the package by default, or a YAML file given by path."""
+
+    path: str | None = Field(default=None, description="Path to a price table YAML; default: the packaged one.")
+
+    @cached_property
+    def table(self) -> PriceTable:
+        if self.path is None:
+            return PriceTable.from_yaml(default_prices_text(), source="resources/prices.yaml")
+        return PriceTable.from_yaml(Path(self.path).read_text(), source=self.path)

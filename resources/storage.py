@@ -1,0 +1,210 @@
+"""Where artifacts live: a local folder (default) or an S3 prefix, behind one small interface.
+
+Writes are atomic: local files go to a temp name in the same folder and are renamed; S3 objects are put
+whole. Keys are relative POSIX paths such as `skus/SKU-1/ab12.../clip.mp4`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+import httpx
+from botocore.exceptions import ClientError
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class StorageError(RuntimeError):
+    """A key or URI could not be read or written; the message names it."""
+
+
+def check_key(key: str) -> str:
+    path = PurePosixPath(key)
+    if not key or path.is_absolute() or ".." in path.parts or key.endswith("/"):
+        raise StorageError(f"invalid storage key {key!r}: must be a relative path without '..'")
+    return key
+
+
+class LocalStore:
+    def __init__(self, root: str):
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"{self.url(key)} does not exist") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.exists():
+            return []
+        files = (p for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return sorted(p.relative_to(self.root).as_posix() for p in files)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def presigned_url(self, key: str, expires_s: int) -> str:
+        return self.url(key)
+
+
+class S3Store:
+    def __init__(self, root: str):
+        parsed = urlparse(root)
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        # boto3 reads AWS_ENDPOINT_URL itself, so S3-compatible servers work without extra settings.
+        self.client = boto3.client("s3")
+
+    def _object_key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._object_key(key), Body=data)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))["Body"].read()
+        except ClientError as error:
+            raise StorageError(f"{self.url(key)}: {error.response['Error'].get('Code', error)}") from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+            return True
+        except ClientError as error:
+            if error.response["Error"].get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full_prefix):
+            keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._object_key(key)}"
+
+    def presigned_url(self, key: str, expires_s: int) -> str:
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._object_key(key)}, ExpiresIn=expires_s
+        )
+
+
+def read_uri(uri: str, *, relative_to: str | None = None) -> bytes:
+    """Read a file path, file://, s3:// or http(s):// URI. Relative paths resolve against `relative_to`."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        try:
+            body = boto3.client("s3").get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
+            return body.read()
+        except ClientError as error:
+            raise StorageError(f"{uri}: {error.response['Error'].get('Code', error)}") from None
+    if parsed.scheme in ("http", "https"):
+        try:
+            response = httpx.get(uri, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True)
+            response.raise_for_status()
+            return response.content
+        except httpx.HTTPError as error:
+            raise StorageError(f"{uri}: {error}") from None
+    if parsed.scheme == "file":
+        uri = parsed.path
+    elif parsed.scheme and len(parsed.scheme) > 1:
+        raise StorageError(f"{uri}: unsupported URI scheme {parsed.scheme!r} (use a path, s3:// or https://)")
+    path = Path(uri)
+    if not path.is_absolute() and relative_to is not None:
+        path = Path(relative_to) / path
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise StorageError(f"file not found at {path}") from None
+    except IsADirectoryError:
+        raise StorageError(f"{path} is a directory, not a file") from None
+
+
+def parent_of(uri: str) -> str:
+    """The folder a URI lives in, for resolving paths written relative to a catalog file."""
+    if "://" in uri and not uri.startswith("file://"):
+        return uri.rsplit("/", 1)[0]
+    return str(Path(urlparse(uri).path if uri.startswith("file://") else uri).resolve().parent)
+
+
+def resolve_relative(uri: str, base: str) -> str:
+    if "://" in uri or Path(uri).is_absolute():
+        return uri
+    if "://" in base:
+        return f"{base.rstrip('/')}/{uri}"
+    return str(Path(base) / uri)
+
+
+class StorageResource(ConfigurableResource):
+    """Artifact storage. `root` is a folder (default `.data`) or `s3://bucket/prefix`."""
+
+    root: str = Field(default=".data", description="Local folder or s3://bucket/prefix for all artifacts.")
+
+    @cached_property
+    def _store(self) -> LocalStore | S3Store:
+        return S3Store(self.root) if self.root.startswith("s3://") else LocalStore(self.root)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._store.write_bytes(key, data)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._store.read_bytes(key)
+
+    def write_json(self, key: str, value: Any) -> None:
+        self.write_bytes(key, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    def exists(self, key: str) -> bool:
+        return self._store.exists(key)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return self._store.list_keys(prefix)
+
+    def delete(self, key: str) -> None:
+        self._store.delete(key)
+
+    def url(self, key: str) -> str:
+        return self._store.url(key)
+
+    def presigned_url(self, key: str, expires_s: int = 3600) -> str:
+        return self._store.presigned_url(key, expires_s)

