@@ -1,7 +1,5 @@
 """The SKU catalog: validated rows, content hashes, brand kits, and one `sku` partition per SKU."""
 
-from __future__ import annotations
-
 import hashlib
 import io
 from dataclasses import dataclass

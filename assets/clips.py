@@ -1,7 +1,5 @@
 """`clip` per SKU: a seamless 3-5 s loop made from the keyframe, with blocking QA checks."""
 
-from __future__ import annotations
-
 from dataclasses import asdict
 
 import dagster as dg
@@ -26,7 +24,6 @@ from resources.storage import StorageResource
 from videokit.brand import CLIP_SIZES
 from videokit.compose import KeyframeLayers, render_background
 from videokit.encode import ClipFile
-from videokit.motion import layers_at_size
 from videokit.qa import ClipScores, judge_clip, measure_clip
 
 CLIP_CHECKS = {
@@ -46,7 +43,7 @@ class ClipConfig(dg.Config):
 
 def clip_scores(sku: Sku, layers: KeyframeLayers, clip: ClipFile) -> ClipScores:
     size = (clip.width, clip.height)
-    reference = layers_at_size(layers, size)
+    reference = layers.resized(size)
     return measure_clip(
         clip.mp4,
         keyframe=reference.flatten(),

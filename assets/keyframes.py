@@ -1,7 +1,5 @@
 """`keyframe` per SKU: the still every clip starts from, with blocking QA checks."""
 
-from __future__ import annotations
-
 from dataclasses import asdict
 
 import dagster as dg

@@ -4,8 +4,6 @@ The manifest is a Parquet dataset with one file per SKU (`published/manifest/{sk
 runs never race on one shared file; a storefront reads the folder as one table.
 """
 
-from __future__ import annotations
-
 import io
 from datetime import UTC, datetime
 

@@ -1,0 +1,120 @@
+"""The whole graph, in process, on a temporary instance: catalog -> keyframe -> clip -> checks -> publish."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import av
+import dagster as dg
+import numpy as np
+import pytest
+
+from assets.catalog import sku_catalog
+from assets.clips import clip
+from assets.keyframes import keyframe
+from assets.publish import published_video, read_manifest
+from pipelines.resources import build_resources
+from resources.generators.base import ClipRequest, ClipResult
+from resources.generators.cpu import MotionClips
+from resources.storage import StorageResource
+from videokit.encode import ClipFile, EncodeSettings, encode_jpeg, encode_mp4
+from videokit.packshots import draw_packshot
+
+SKU_ASSETS = [keyframe, clip, published_video]
+
+
+@pytest.fixture
+def catalog_dir(tmp_path):
+    folder = tmp_path / "catalog"
+    (folder / "packshots").mkdir(parents=True)
+    draw_packshot("bottle", color=(40, 110, 70), accent=(230, 200, 90), label="FIZZ", size=600).save(
+        folder / "packshots" / "hero.png")
+    draw_packshot("mug", color=(200, 70, 60), accent=(250, 240, 230), size=500, transparent=True).save(
+        folder / "packshots" / "bulk.png")
+    (folder / "brands.yaml").write_text(
+        "brands:\n"
+        "  fresh:\n    background: {style: studio, colors: ['#F1ECE4', '#D6CBBB']}\n"
+        "  night:\n    background: {style: gradient, colors: ['#2B3440', '#12161C']}\n"
+    )
+    (folder / "catalog.csv").write_text(
+        "sku_id,title,category,brand,image,tier,prompt,aspect\n"
+        "HERO-1,Fizz bottle,beverage,fresh,packshots/hero.png,hero,,16:9\n"
+        "bad id,Broken,beverage,fresh,packshots/hero.png,bulk,,16:9\n"
+        "BULK-2,Red mug,kitchen,night,packshots/bulk.png,bulk,,1:1\n"
+    )
+    return folder
+
+
+@pytest.fixture
+def resources(tmp_path):
+    return {**build_resources(), "storage": StorageResource(root=str(tmp_path / "data"))}
+
+
+def catalog_config(folder) -> dict:
+    return {"ops": {"sku_catalog": {"config": {"source": str(folder / "catalog.csv"), "brands": str(folder / "brands.yaml")}}}}
+
+
+def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node(asset)[-1].metadata.items()}
+
+
+def test_two_skus_end_to_end_then_reused(catalog_dir, resources):
+    with dg.instance_for_test() as instance:
+        catalog = dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
+        meta = metadata(catalog, "sku_catalog")
+        assert (meta["accepted"], meta["rejected_rows"]) == (2, 1)
+        assert "bad id" in meta["rejects"] and "sku_id" in meta["rejects"]
+        assert sorted(instance.get_dynamic_partitions("sku")) == ["BULK-2", "HERO-1"]
+
+        for sku in ("HERO-1", "BULK-2"):
+            result = dg.materialize(SKU_ASSETS, partition_key=sku, instance=instance, resources=resources)
+            assert result.success
+            evaluations = result.get_asset_check_evaluations()
+            assert len(evaluations) == 9
+            assert all(e.passed for e in evaluations), [(e.check_name, e.description) for e in evaluations]
+            clip_meta = metadata(result, "clip")
+            assert clip_meta["provider"] == "motion" and clip_meta["reused"] is False
+            assert 0 < clip_meta["cost_usd"] < 0.001 and clip_meta["cpu_s"] > 0
+
+        manifest = read_manifest(resources["storage"]).set_index("sku_id")
+        assert sorted(manifest.index) == ["BULK-2", "HERO-1"]
+        assert (manifest.loc["HERO-1", "width"], manifest.loc["HERO-1", "height"]) == (1280, 720)
+        assert (manifest.loc["BULK-2", "width"], manifest.loc["BULK-2", "height"]) == (720, 720)
+        video = resources["storage"].read_bytes(f"published/HERO-1/{manifest.loc['HERO-1', 'content_hash']}.mp4")
+        with av.open(io.BytesIO(video)) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+            assert sum(1 for _ in container.decode(stream)) == 96
+
+        again = dg.materialize(SKU_ASSETS, partition_key="HERO-1", instance=instance, resources=resources)
+        for asset in ("keyframe", "clip", "published_video"):
+            assert metadata(again, asset)["reused"] is True
+            assert metadata(again, asset)["cost_usd"] == 0.0
+        assert all(e.passed for e in again.get_asset_check_evaluations())
+
+
+class BlackClips(MotionClips):
+    """A provider gone wrong: every frame black."""
+
+    def render_clip(self, request: ClipRequest, log) -> ClipResult:
+        result = super().render_clip(request, log)
+        width, height = request.size
+        n = round(request.duration_s * request.fps)
+        frames = (np.zeros((height, width, 3), np.uint8) for _ in range(n))
+        mp4 = encode_mp4(frames, request.size, request.fps, EncodeSettings())
+        black = ClipFile(mp4=mp4, poster=encode_jpeg(np.zeros((height, width, 3), np.uint8)), width=width,
+                         height=height, fps=request.fps, n_frames=n)
+        return replace(result, clip=black)
+
+
+def test_failed_clip_check_blocks_publish(catalog_dir, resources):
+    resources = {**resources, "motion": BlackClips(prices=resources["prices"])}
+    with dg.instance_for_test() as instance:
+        dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
+        result = dg.materialize(SKU_ASSETS, partition_key="BULK-2", instance=instance, resources=resources,
+                                raise_on_error=False)
+        failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+        assert "clip_content" in failed
+        assert not result.asset_materializations_for_node("published_video")
+        assert read_manifest(resources["storage"]).empty
