@@ -28,3 +28,11 @@ def s3_bucket(s3_env: S3Server) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_env.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.servers import postgres
+
+    with postgres() as server:
+        yield server

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,3 +104,44 @@ def wait_for_s3(server: S3Server, process: subprocess.Popen, data_dir: Path, tim
         except (BotoCoreError, ClientError):
             time.sleep(0.2)
     raise RuntimeError(f"SeaweedFS S3 not ready after {timeout_s}s")
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    database: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def as_postgres_user(command: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root; run them as the `postgres` system user instead."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@contextmanager
+def postgres(*, timeout_s: float = 60.0) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster from the machine's binaries, listening on 127.0.0.1 only."""
+    for tool in ("initdb", "pg_ctl"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"`{tool}` not found: install Debian's postgresql package (scripts/system-deps.sh)")
+    root = Path(tempfile.mkdtemp(prefix="skuvid-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data = root / "data"
+    port = free_port_pair()
+    server = PostgresServer("127.0.0.1", port, "skuvid", "postgres")
+    subprocess.run(as_postgres_user(["initdb", "-D", str(data), "-U", server.user, "--auth=trust", "-E", "UTF8"]),
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run(as_postgres_user(["pg_ctl", "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
+                                     "-t", str(int(timeout_s)), "start"]), check=True, capture_output=True)
+    try:
+        yield server
+    finally:
+        subprocess.run(as_postgres_user(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
