@@ -91,6 +91,7 @@ def clip(
             duration_s=config.duration_s,
             fps=config.fps,
             seed=config.seed,
+            keyframe_key=keyframe_record["files"]["keyframe.png"],
         )
         result = motion.render_clip(request, context.log.info)
         record = save_render(

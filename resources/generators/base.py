@@ -7,9 +7,9 @@ here (`availability`), so routing can fall back instead of failing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from resources.pricing import CostRecord
@@ -62,7 +62,12 @@ class ClipRequest:
     duration_s: float
     fps: int
     seed: int = 0
-    extra: Mapping[str, str] = field(default_factory=dict)
+    # Storage key of keyframe.png, for providers that fetch the image by (presigned) URL.
+    keyframe_key: str = ""
+    # 1 for the first render of this SKU and content; escalation and re-takes count up.
+    attempt: int = 1
+    # Budgets this render is charged against besides the daily one, e.g. ("backfill:2026-11-25",).
+    budget_scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
