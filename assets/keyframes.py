@@ -5,9 +5,10 @@ from dataclasses import asdict
 import dagster as dg
 import numpy as np
 
-from assets.artifacts import check_results, cost_metadata, qa_summary, read_record, render_prefix, save_render
+from assets.artifacts import cost_metadata, qa_summary, read_record, render_prefix, save_render
 from assets.catalog import Sku, load_sku, sku_catalog
 from assets.partitions import sku_partitions
+from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
 from resources.generators.base import KeyframeRequest
 from resources.generators.cpu import ComposeKeyframes
 from resources.quality import QualityBarResource
@@ -44,57 +45,72 @@ def keyframe_scores(sku: Sku, layers: KeyframeLayers) -> KeyframeScores:
     )
 
 
-@dg.asset(
+@dg.multi_asset(
+    name="keyframe",
+    specs=[
+        dg.AssetSpec(
+            "keyframe",
+            deps=[sku_catalog],
+            group_name="sku_video",
+            kinds={"png"},
+            description="The SKU's keyframe: product cut out of its packshot on the brand background, with layers for motion.",
+        )
+    ],
     partitions_def=sku_partitions,
-    deps=[sku_catalog],
-    group_name="sku_video",
-    kinds={"png"},
-    check_specs=[dg.AssetCheckSpec(n, asset="keyframe", blocking=True, description=d) for n, d in KEYFRAME_CHECKS.items()],
-    description="The SKU's keyframe: product cut out of its packshot on the brand background, with layers for motion.",
+    check_specs=check_specs("keyframe", KEYFRAME_CHECKS),
+    can_subset=True,
+    backfill_policy=sku_backfill_policy(),
 )
 def keyframe(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     compose: ComposeKeyframes,
     quality_bar: QualityBarResource,
-) -> dg.MaterializeResult:
-    sku = load_sku(storage, context.partition_key)
-    record = read_record(storage, sku, "keyframe")
-    reused = record is not None
-    if record is None:
-        request = KeyframeRequest(
-            sku_id=sku.sku_id,
-            content_hash=sku.content_hash,
-            title=sku.title,
-            category=sku.category,
-            prompt=sku.prompt,
-            packshot=storage.read_bytes(sku.image_key),
-            brand=sku.brand,
-            logo=storage.read_bytes(sku.logo_key) if sku.logo_key else None,
-            size=KEYFRAME_SIZES[sku.aspect],
+):
+    def keyframe_for(sku_id: str) -> SkuOutcome:
+        sku = load_sku(storage, sku_id)
+        record = read_record(storage, sku, "keyframe")
+        reused = record is not None
+        if record is None:
+            record = render_keyframe(storage, sku, compose, context.log.info)
+        else:
+            context.log.info(f"{sku.sku_id}: keyframe for {sku.content_hash} exists, reused")
+        outcomes = judge_keyframe(KeyframeScores(**record["scores"]), quality_bar.thresholds(sku.tier))
+        return SkuOutcome(
+            metadata={
+                **cost_metadata(record["cost"], reused=reused),
+                "status": "ok" if all(o.passed for o in outcomes) else "failed QA",
+                "content_hash": sku.content_hash,
+                "tier": sku.tier,
+                "qa": qa_summary(outcomes),
+                "keyframe": dg.MetadataValue.path(storage.url(record["files"]["keyframe.png"])),
+            },
+            checks=outcomes,
         )
-        result = compose.render_keyframe(request, context.log.info)
-        record = save_render(
-            storage,
-            sku,
-            "keyframe",
-            render_prefix(sku, "keyframe", compose.name, request.seed),
-            result.layers.to_files(),
-            result.cost,
-            asdict(keyframe_scores(sku, result.layers)),
-            {"provider": compose.name, "size": list(request.size)},
-        )
-    else:
-        context.log.info(f"{sku.sku_id}: keyframe for {sku.content_hash} exists, reused")
-    outcomes = judge_keyframe(KeyframeScores(**record["scores"]), quality_bar.thresholds(sku.tier))
-    return dg.MaterializeResult(
-        metadata={
-            **cost_metadata(record["cost"], reused=reused),
-            "content_hash": sku.content_hash,
-            "tier": sku.tier,
-            "qa_passed": all(o.passed for o in outcomes),
-            "qa": qa_summary(outcomes),
-            "keyframe": dg.MetadataValue.path(storage.url(record["files"]["keyframe.png"])),
-        },
-        check_results=check_results("keyframe", outcomes),
+
+    yield from run_per_sku(context, "keyframe", list(KEYFRAME_CHECKS), keyframe_for)
+
+
+def render_keyframe(storage: StorageResource, sku: Sku, compose: ComposeKeyframes, log) -> dict:
+    request = KeyframeRequest(
+        sku_id=sku.sku_id,
+        content_hash=sku.content_hash,
+        title=sku.title,
+        category=sku.category,
+        prompt=sku.prompt,
+        packshot=storage.read_bytes(sku.image_key),
+        brand=sku.brand,
+        logo=storage.read_bytes(sku.logo_key) if sku.logo_key else None,
+        size=KEYFRAME_SIZES[sku.aspect],
+    )
+    result = compose.render_keyframe(request, log)
+    return save_render(
+        storage,
+        sku,
+        "keyframe",
+        render_prefix(sku, "keyframe", compose.name, request.seed),
+        result.layers.to_files(),
+        result.cost,
+        asdict(keyframe_scores(sku, result.layers)),
+        {"provider": compose.name, "size": list(request.size)},
     )

@@ -12,14 +12,14 @@ import pandas as pd
 
 from assets.artifacts import cost_metadata, read_record
 from assets.catalog import Sku, load_sku, write_parquet
-from assets.clips import clip
 from assets.partitions import sku_partitions
+from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
 from resources.generators.base import measure_usage
 from resources.pricing import PricesResource
 from resources.quality import QualityBarResource
 from resources.storage import StorageResource
 from videokit.brand import CLIP_SIZES
-from videokit.qa import ClipScores, judge_clip
+from videokit.qa import CheckOutcome, ClipScores, judge_clip
 
 MANIFEST_PREFIX = "published/manifest"
 MANIFEST_COLUMNS = [
@@ -79,46 +79,67 @@ def publish_files(
     return row
 
 
-@dg.asset(
+PUBLISH_CHECKS = {"published_video_in_manifest": "The video is published and the manifest row has the current content."}
+
+
+@dg.multi_asset(
+    name="published_video",
+    specs=[
+        dg.AssetSpec(
+            "published_video",
+            deps=["clip"],
+            group_name="sku_video",
+            kinds={"mp4"},
+            description="The clip and poster a storefront can serve, and the SKU's row in the published manifest.",
+        )
+    ],
     partitions_def=sku_partitions,
-    deps=[clip],
-    group_name="sku_video",
-    kinds={"mp4"},
-    description="The clip and poster a storefront can serve, and the SKU's row in the published manifest.",
+    check_specs=check_specs("published_video", PUBLISH_CHECKS),
+    can_subset=True,
+    backfill_policy=sku_backfill_policy(),
 )
 def published_video(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     quality_bar: QualityBarResource,
     prices: PricesResource,
-) -> dg.MaterializeResult:
-    sku = load_sku(storage, context.partition_key)
-    clip_record = read_record(storage, sku, "clip")
-    keyframe_record = read_record(storage, sku, "keyframe")
-    if clip_record is None or keyframe_record is None:
-        raise dg.Failure(description=f"{sku.sku_id}: nothing to publish for content {sku.content_hash}; run `clip` first")
-    width, height = CLIP_SIZES[sku.aspect]
-    scores = ClipScores(**clip_record["scores"])
-    fps = clip_record["settings"]["fps"]
-    outcomes = judge_clip(scores, width=width, height=height, fps=fps, thresholds=quality_bar.thresholds(sku.tier))
-    failed = [o for o in outcomes if not o.passed]
-    if failed:
-        raise dg.Failure(
-            description=f"{sku.sku_id}: clip failed QA, not published: " + "; ".join(f"{o.name}: {o.summary}" for o in failed)
+):
+    def publish(sku_id: str) -> SkuOutcome:
+        sku = load_sku(storage, sku_id)
+        clip_record = read_record(storage, sku, "clip")
+        keyframe_record = read_record(storage, sku, "keyframe")
+        if clip_record is None or keyframe_record is None:
+            raise dg.Failure(description=f"{sku.sku_id}: nothing to publish for content {sku.content_hash}; run `clip` first")
+        width, height = CLIP_SIZES[sku.aspect]
+        scores = ClipScores(**clip_record["scores"])
+        fps = clip_record["settings"]["fps"]
+        outcomes = judge_clip(scores, width=width, height=height, fps=fps, thresholds=quality_bar.thresholds(sku.tier))
+        failed = [o for o in outcomes if not o.passed]
+        if failed:
+            raise dg.Failure(
+                description=f"{sku.sku_id}: clip failed QA, not published: "
+                + "; ".join(f"{o.name}: {o.summary}" for o in failed)
+            )
+        existing = read_manifest_row(storage, sku.sku_id)
+        reused = existing is not None and existing["content_hash"] == sku.content_hash
+        with measure_usage() as usage:
+            row = existing if reused else publish_files(storage, sku, clip_record, keyframe_record, scores, len(outcomes))
+        own_cost = prices.table.cost(provider="publish", model="copy", cpu_s=usage.cpu_s, wall_s=usage.wall_s)
+        in_manifest = CheckOutcome(
+            "published_video_in_manifest", True, f"published {row['video_url']}", {"bytes": int(row["bytes"])}
         )
-    existing = read_manifest_row(storage, sku.sku_id)
-    reused = existing is not None and existing["content_hash"] == sku.content_hash
-    with measure_usage() as usage:
-        row = existing if reused else publish_files(storage, sku, clip_record, keyframe_record, scores, len(outcomes))
-    own_cost = prices.table.cost(provider="publish", model="copy", cpu_s=usage.cpu_s, wall_s=usage.wall_s)
-    return dg.MaterializeResult(
-        metadata={
-            **cost_metadata(own_cost.to_dict(), reused=reused),
-            "video_cost_usd": dg.MetadataValue.float(float(row["cost_usd"])),
-            "clip_provider": row["provider"],
-            "content_hash": sku.content_hash,
-            "bytes": dg.MetadataValue.int(int(row["bytes"])),
-            "video": dg.MetadataValue.url(row["video_url"]),
-            "poster": dg.MetadataValue.url(row["poster_url"]),
-        }
-    )
+        return SkuOutcome(
+            metadata={
+                **cost_metadata(own_cost.to_dict(), reused=reused),
+                "status": "published",
+                "video_cost_usd": dg.MetadataValue.float(float(row["cost_usd"])),
+                "clip_provider": row["provider"],
+                "content_hash": sku.content_hash,
+                "bytes": dg.MetadataValue.int(int(row["bytes"])),
+                "video": dg.MetadataValue.url(row["video_url"]),
+                "poster": dg.MetadataValue.url(row["poster_url"]),
+            },
+            checks=[in_manifest],
+        )
+
+    yield from run_per_sku(context, "published_video", list(PUBLISH_CHECKS), publish)

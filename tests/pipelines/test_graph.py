@@ -71,7 +71,7 @@ def test_two_skus_end_to_end_then_reused(catalog_dir, resources):
             result = dg.materialize(SKU_ASSETS, partition_key=sku, instance=instance, resources=resources)
             assert result.success
             evaluations = result.get_asset_check_evaluations()
-            assert len(evaluations) == 9
+            assert len(evaluations) == 10
             assert all(e.passed for e in evaluations), [(e.check_name, e.description) for e in evaluations]
             clip_meta = metadata(result, "clip")
             assert clip_meta["provider"] == "motion" and clip_meta["reused"] is False
@@ -118,3 +118,40 @@ def test_failed_clip_check_blocks_publish(catalog_dir, resources):
         assert "clip_content" in failed
         assert not result.asset_materializations_for_node("published_video")
         assert read_manifest(resources["storage"]).empty
+
+
+def partition_events(instance, asset: str) -> dict[str, dict]:
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
+    return {r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records}
+
+
+def test_batched_run_gives_each_sku_its_own_metadata_and_checks(catalog_dir, resources):
+    from resources.quality import QualityBarResource
+
+    # The bulk tier's bar is set out of reach, so BULK-2 fails QA inside the same batch as HERO-1.
+    resources = {**resources, "quality_bar": QualityBarResource(bulk={"min_product_psnr_clip": 200.0})}
+    with dg.instance_for_test() as instance:
+        dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
+        result = dg.materialize(
+            SKU_ASSETS, instance=instance, resources=resources, raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": "HERO-1", "dagster/asset_partition_range_end": "BULK-2"},
+        )
+        assert len(result.get_step_success_events()) == 3  # one step per asset for both SKUs
+
+        clips = partition_events(instance, "clip")
+        assert set(clips) == {"HERO-1", "BULK-2"}
+        assert clips["HERO-1"]["status"] == "ok" and clips["BULK-2"]["status"] == "failed QA"
+        assert clips["HERO-1"]["cost_usd"] != clips["BULK-2"]["cost_usd"]
+        assert clips["HERO-1"]["content_hash"] != clips["BULK-2"]["content_hash"]
+
+        evaluations = {(e.asset_key.path[-1], e.check_name, e.partition): e.passed
+                       for e in result.get_asset_check_evaluations()}
+        assert evaluations[("clip", "clip_product_fidelity", "BULK-2")] is False
+        assert evaluations[("clip", "clip_product_fidelity", "HERO-1")] is True
+        assert evaluations[("published_video", "published_video_in_manifest", "HERO-1")] is True
+        assert evaluations[("published_video", "published_video_in_manifest", "BULK-2")] is False
+
+        published = partition_events(instance, "published_video")
+        assert published["HERO-1"]["status"] == "published"
+        assert published["BULK-2"]["status"] == "error" and "failed QA" in published["BULK-2"]["error"]
+        assert list(read_manifest(resources["storage"])["sku_id"]) == ["HERO-1"]

@@ -1,0 +1,73 @@
+"""Runs a per-SKU step over every partition of a run, single or batched.
+
+A batched backfill run hands an asset a range of partitions. Returning one MaterializeResult would
+copy one SKU's metadata onto all of them, so each partition gets its own metadata
+(`add_asset_metadata(partition_key=...)`) and its own check evaluations. One SKU's failure is recorded
+on that SKU (failed checks, `status` metadata) and the rest of the batch goes on.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from assets.artifacts import check_results, metadata_value
+from videokit.qa import CheckOutcome
+
+SKU_BATCH_SIZE = 50
+
+
+@dataclass
+class SkuOutcome:
+    metadata: dict
+    checks: list[CheckOutcome] = field(default_factory=list)
+
+
+def sku_backfill_policy() -> dg.BackfillPolicy:
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=SKU_BATCH_SIZE)
+
+
+def check_specs(asset: str, checks: dict[str, str]) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset, blocking=True, description=why) for name, why in checks.items()]
+
+
+def failed_outcome(error: Exception, check_names: list[str]) -> SkuOutcome:
+    reason = error.description if isinstance(error, dg.Failure) else f"{type(error).__name__}: {error}"
+    return SkuOutcome(
+        metadata={"status": "error", "error": reason},
+        checks=[CheckOutcome(name, False, f"not rendered: {reason}", {}) for name in check_names],
+    )
+
+
+def run_per_sku(
+    context: dg.AssetExecutionContext, asset: str, check_names: list[str], step: Callable[[str], SkuOutcome]
+) -> Iterator:
+    keys = context.partition_keys
+    if len(keys) == 1:
+        outcome = step(keys[0])
+        yield dg.MaterializeResult(metadata=outcome.metadata, check_results=check_results(asset, outcome.checks))
+        return
+    failed = 0
+    for key in keys:
+        try:
+            outcome = step(key)
+        except Exception as error:  # one SKU's failure is recorded on that SKU; the batch goes on
+            context.log.error(f"{asset}[{key}] failed: {error}")
+            outcome = failed_outcome(error, check_names)
+        failed += not all(c.passed for c in outcome.checks) or outcome.metadata.get("status") == "error"
+        context.add_asset_metadata(outcome.metadata, partition_key=key)
+        for check in outcome.checks:
+            # Not blocking here: the gate is per SKU (publish refuses a SKU whose clip failed QA),
+            # so one bad SKU does not stop the other SKUs of the batch.
+            yield dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(asset),
+                check_name=check.name,
+                passed=check.passed,
+                metadata={k: metadata_value(v) for k, v in check.scores.items()},
+                description=check.summary,
+                severity=dg.AssetCheckSeverity.ERROR,
+                blocking=False,
+                partition=key,
+            )
+    context.log.info(f"{asset}: {len(keys) - failed} of {len(keys)} SKUs passed, {failed} failed")
+    yield dg.MaterializeResult()
