@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dagster as dg
@@ -91,7 +92,8 @@ def store_brand_kits(storage: StorageResource, kits: BrandKits) -> dict[str, str
                 storage.write_bytes(logo_key, logo)
         fingerprints[name] = hashlib.sha256(f"{kit.fingerprint()}:{logo_key}".encode()).hexdigest()[:16]
         stored[name] = {"spec": spec, "logo_key": logo_key, "fingerprint": fingerprints[name]}
-    storage.write_json(BRANDS_KEY, stored)
+    previous = storage.read_json(BRANDS_KEY) if storage.exists(BRANDS_KEY) else {}
+    storage.write_json(BRANDS_KEY, {**previous, **stored})
     return fingerprints
 
 
@@ -110,8 +112,56 @@ def write_parquet(storage: StorageResource, key: str, frame: pd.DataFrame) -> No
     storage.write_bytes(key, buffer.getvalue())
 
 
-def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixels: int) -> ValidatedCatalog:
-    """Validate a catalog file, copy its packshots into storage, and write the normalized table and rejects."""
+@dataclass
+class IngestReport:
+    """What one catalog file did to the catalog: which SKUs are new, changed or unchanged, and what was rejected."""
+
+    source: str
+    validated: ValidatedCatalog
+    new: list[str]
+    changed: list[str]
+    unchanged: list[str]
+
+    @property
+    def accepted(self) -> pd.DataFrame:
+        return self.validated.accepted
+
+    @property
+    def rejected_rows(self) -> int:
+        return len({r.row for r in self.validated.rejects})
+
+    @property
+    def to_render(self) -> list[str]:
+        return self.new + self.changed
+
+    def metadata(self) -> dict:
+        accepted = self.accepted
+        return {
+            "source": self.source,
+            "rows": len(accepted) + self.rejected_rows,
+            "accepted": len(accepted),
+            "rejected_rows": self.rejected_rows,
+            "new_skus": len(self.new),
+            "changed_skus": len(self.changed),
+            "unchanged_skus": len(self.unchanged),
+            "categories": accepted["category"].nunique(),
+            "brands": accepted["brand"].nunique(),
+            "heroes": int((accepted["tier"] == "hero").sum()),
+            "rejects": dg.MetadataValue.md(rejects_markdown(self.validated)),
+        }
+
+
+def read_catalog_or_empty(storage: StorageResource) -> pd.DataFrame:
+    if not storage.exists(CATALOG_KEY):
+        return pd.DataFrame(columns=["sku_id", "content_hash"])
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(CATALOG_KEY)))
+
+
+def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixels: int) -> IngestReport:
+    """Validate a catalog file, copy its packshots into storage, and upsert its good rows into the catalog.
+
+    SKUs are never dropped implicitly: a SKU absent from this file keeps its row.
+    """
     kits = load_brand_kits(brands)
     try:
         raw = read_uri(source)
@@ -127,15 +177,38 @@ def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixel
         fetch_image=lambda uri: read_uri(resolve_relative(uri, base)),
         max_pixels=max_pixels,
     )
-    for image in images.values():
+    copy_sources(storage, images.values())
+    accepted = validated.accepted
+    accepted["image_key"] = [source_key(s, f) for s, f in zip(accepted["image_sha256"], accepted["image_format"])]
+    previous = read_catalog_or_empty(storage)
+    previous_hash = dict(zip(previous["sku_id"], previous["content_hash"]))
+    new = [s for s in accepted["sku_id"] if s not in previous_hash]
+    changed = [s for s, h in zip(accepted["sku_id"], accepted["content_hash"]) if s in previous_hash and previous_hash[s] != h]
+    unchanged = [s for s, h in zip(accepted["sku_id"], accepted["content_hash"]) if previous_hash.get(s) == h]
+    kept = previous[~previous["sku_id"].isin(accepted["sku_id"])]
+    merged = pd.concat([kept, accepted], ignore_index=True) if len(kept) else accepted
+    write_parquet(storage, CATALOG_KEY, merged)
+    write_parquet(storage, REJECTS_KEY, validated.rejects_frame())
+    return IngestReport(source, validated, new, changed, unchanged)
+
+
+def copy_sources(storage: StorageResource, images) -> None:
+    """Content-addressed copies of the packshots, so a vanished or edited original never changes a render."""
+    def copy(image) -> None:
         key = source_key(image.sha256, image.format)
         if not storage.exists(key):
             storage.write_bytes(key, image.data)
-    accepted = validated.accepted
-    accepted["image_key"] = [source_key(s, f) for s, f in zip(accepted["image_sha256"], accepted["image_format"])]
-    write_parquet(storage, CATALOG_KEY, accepted)
-    write_parquet(storage, REJECTS_KEY, validated.rejects_frame())
-    return validated
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(copy, images))
+
+
+def register_skus(instance: dg.DagsterInstance, sku_ids: list[str]) -> list[str]:
+    existing = set(instance.get_dynamic_partitions(sku_partitions.name))
+    new_keys = [s for s in sku_ids if s not in existing]
+    if new_keys:
+        instance.add_dynamic_partitions(sku_partitions.name, new_keys)
+    return new_keys
 
 
 @dg.asset(
@@ -145,28 +218,17 @@ def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixel
 )
 def sku_catalog(context: dg.AssetExecutionContext, config: CatalogConfig, storage: StorageResource) -> dg.MaterializeResult:
     try:
-        validated = ingest_catalog(storage, config.source, config.brands, config.max_pixels)
+        report = ingest_catalog(storage, config.source, config.brands, config.max_pixels)
     except CatalogFileError as error:
         raise dg.Failure(description=str(error)) from None
-    accepted = validated.accepted
-    existing = set(context.instance.get_dynamic_partitions(sku_partitions.name))
-    new_keys = [s for s in accepted["sku_id"] if s not in existing]
-    if new_keys:
-        context.instance.add_dynamic_partitions(sku_partitions.name, new_keys)
-    for reject in validated.rejects:
+    new_partitions = register_skus(context.instance, list(report.accepted["sku_id"]))
+    for reject in report.validated.rejects:
         context.log.warning(f"{reject.source} row {reject.row} ({reject.sku_id or 'no sku_id'}): {reject.field}: {reject.reason}")
     return dg.MaterializeResult(
         metadata={
-            "source": config.source,
-            "rows": len(accepted) + len({r.row for r in validated.rejects}),
-            "accepted": len(accepted),
-            "rejected_rows": len({r.row for r in validated.rejects}),
-            "new_partitions": len(new_keys),
-            "categories": accepted["category"].nunique(),
-            "brands": accepted["brand"].nunique(),
-            "heroes": int((accepted["tier"] == "hero").sum()),
+            **report.metadata(),
+            "new_partitions": len(new_partitions),
             "catalog": dg.MetadataValue.path(storage.url(CATALOG_KEY)),
-            "rejects": dg.MetadataValue.md(rejects_markdown(validated)),
         }
     )
 

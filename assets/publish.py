@@ -143,3 +143,13 @@ def published_video(
         )
 
     yield from run_per_sku(context, "published_video", list(PUBLISH_CHECKS), publish)
+
+
+def published_versions(storage: StorageResource) -> set[tuple[str, str]]:
+    """(sku_id, content_hash) of every published video, from one listing of the published area."""
+    versions = set()
+    for key in storage.list_keys("published/"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2].endswith(".mp4"):
+            versions.add((parts[1], parts[2].removesuffix(".mp4")))
+    return versions

@@ -8,9 +8,13 @@ from assets.keyframes import keyframe
 from assets.publish import published_video
 from pipelines.jobs import catalog_job, sku_video_job
 from pipelines.resources import build_resources
+from pipelines.schedules import nightly_catalog_refresh
+from pipelines.sensors import new_sku_drops
 
 defs = dg.Definitions(
     assets=[sku_catalog, keyframe, clip, published_video],
     jobs=[catalog_job, sku_video_job],
+    sensors=[new_sku_drops],
+    schedules=[nightly_catalog_refresh],
     resources=build_resources(),
 )

@@ -158,6 +158,18 @@ def read_uri(uri: str, *, relative_to: str | None = None) -> bytes:
         raise StorageError(f"{path} is a directory, not a file") from None
 
 
+def write_uri(uri: str, data: bytes) -> None:
+    """Write a whole object to a file path or s3:// URI (reports that belong next to their input file)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        boto3.client("s3").put_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"), Body=data)
+        return
+    if parsed.scheme not in ("", "file"):
+        raise StorageError(f"{uri}: cannot write to a {parsed.scheme}:// URI")
+    path = Path(parsed.path if parsed.scheme == "file" else uri)
+    LocalStore(str(path.parent)).write_bytes(path.name, data)
+
+
 def parent_of(uri: str) -> str:
     """The folder a URI lives in, for resolving paths written relative to a catalog file."""
     if "://" in uri and not uri.startswith("file://"):
