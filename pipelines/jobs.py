@@ -5,7 +5,6 @@ import dagster as dg
 from assets.catalog import sku_catalog
 from assets.clips import clip
 from assets.keyframes import keyframe
-from assets.partitions import sku_partitions
 from assets.publish import published_video
 
 catalog_job = dg.define_asset_job(
@@ -18,7 +17,6 @@ catalog_job = dg.define_asset_job(
 sku_video_job = dg.define_asset_job(
     "sku_video_job",
     selection=dg.AssetSelection.assets(keyframe, clip, published_video),
-    partitions_def=sku_partitions,
     executor_def=dg.in_process_executor,
     description="Keyframe -> clip -> QA checks -> published video, for one SKU partition.",
 )
