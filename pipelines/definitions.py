@@ -17,4 +17,7 @@ defs = dg.Definitions(
     sensors=[new_sku_drops],
     schedules=[nightly_catalog_refresh],
     resources=build_resources(),
+    # In-process: a run's steps share one process, so a SKU (or a batch of them in a backfill run) pays for
+    # one process start, not one per step; backfill runs use the implicit asset job, so it is set here.
+    executor=dg.in_process_executor,
 )

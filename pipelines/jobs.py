@@ -13,10 +13,8 @@ catalog_job = dg.define_asset_job(
     description="Validate the catalog file and register new SKUs as partitions.",
 )
 
-# In-process: a SKU's three steps run in one process, so the per-SKU overhead is one process start, not three.
 sku_video_job = dg.define_asset_job(
     "sku_video_job",
     selection=dg.AssetSelection.assets(keyframe, clip, published_video),
-    executor_def=dg.in_process_executor,
     description="Keyframe -> clip -> QA checks -> published video, for one SKU partition.",
 )

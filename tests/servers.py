@@ -78,6 +78,7 @@ def seaweedfs(data_dir: Path, *, timeout_s: float = 30.0) -> Iterator[S3Server]:
         f"-admin.port={ports['admin']}",
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+    data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "weed.log", "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:

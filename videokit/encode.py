@@ -1,0 +1,103 @@
+"""H.264 MP4 in and out of memory, and JPEG posters, with PyAV's libx264."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import av
+import cv2
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    crf: int = 21
+    preset: str = "veryfast"
+    gop: int | None = None  # frames per closed GOP; None: two seconds
+    threads: int = 0  # 0: x264 picks from the core count
+    tune: str | None = None
+    x264_params: str = ""  # extra x264 options, "key=value:key=value"
+
+
+@dataclass(frozen=True)
+class ClipFile:
+    mp4: bytes
+    poster: bytes  # JPEG of frame 0
+    width: int
+    height: int
+    fps: int
+    n_frames: int
+
+
+def encode_mp4(
+    frames: Iterable[np.ndarray],
+    size: tuple[int, int],
+    fps: int,
+    settings: EncodeSettings = EncodeSettings(),
+    *,
+    input_format: Literal["rgb24", "yuv420p"] = "rgb24",
+) -> bytes:
+    """Encode frames to H.264 yuv420p MP4 with the index first (faststart); returns the file's bytes.
+
+    `rgb24` frames are (h, w, 3) uint8; `yuv420p` frames are planar I420, (h * 3 / 2, w) uint8 as made
+    by cv2.cvtColor(..., COLOR_RGB2YUV_I420). Frame i is stamped i / fps, so the duration is exactly
+    n / fps.
+    """
+    width, height = size
+    if width % 2 or height % 2:
+        raise ValueError(f"yuv420p needs even dimensions, got {width}x{height}")
+    gop = settings.gop or 2 * fps
+    x264_params = [
+        # Fixed closed GOPs (no scene-cut keyframes) let a span be re-encoded and joined by stream copy.
+        f"keyint={gop}:min-keyint={gop}:open-gop=0:scenecut=0",
+        # sRGB content converted with the BT.601 matrix (what OpenCV's I420 uses), tagged so players agree.
+        "colorprim=bt709:transfer=bt709:colormatrix=smpte170m:range=tv",
+    ]
+    if settings.x264_params:
+        x264_params.append(settings.x264_params)
+    options = {"crf": str(settings.crf), "preset": settings.preset, "x264-params": ":".join(x264_params)}
+    if settings.tune:
+        options["tune"] = settings.tune
+    # The faststart pass re-reads the finished file, which FFmpeg can only do on a real path.
+    with tempfile.TemporaryDirectory(prefix="skuvid-encode-") as folder:
+        path = os.path.join(folder, "clip.mp4")
+        with av.open(path, "w", format="mp4", options={"movflags": "+faststart"}) as container:
+            stream = container.add_stream("libx264", rate=fps, options=options)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.time_base = Fraction(1, fps)
+            stream.codec_context.thread_count = settings.threads
+            for index, frame in enumerate(frames):
+                if input_format == "rgb24":
+                    frame = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
+                video_frame = av.VideoFrame.from_ndarray(frame, format="yuv420p")
+                video_frame.pts = index
+                container.mux(stream.encode(video_frame))
+            container.mux(stream.encode(None))
+        with open(path, "rb") as file:
+            return file.read()
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG of one RGB frame, for posters."""
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def decode_rgb(mp4: bytes, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Yield the clip's frames as (h, w, 3) uint8 RGB, scaled to `size` (w, h) when given."""
+    with av.open(io.BytesIO(mp4), "r") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if size is None:
+                yield frame.to_ndarray(format="rgb24")
+            else:
+                yield frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
