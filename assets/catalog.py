@@ -2,8 +2,8 @@
 
 import hashlib
 import io
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +17,7 @@ from assets.catalog_rows import (
     read_table,
     validate_catalog,
 )
+from assets.packshot_intake import intake_packshots
 from assets.partitions import sku_partitions
 from resources.storage import StorageError, StorageResource, parent_of, read_uri, resolve_relative
 from videokit.brand import BrandKit
@@ -51,11 +52,6 @@ class Sku:
     @property
     def prefix(self) -> str:
         return f"skus/{self.sku_id}/{self.content_hash}"
-
-
-def source_key(sha256: str, image_format: str) -> str:
-    extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[image_format]
-    return f"sources/{sha256[:2]}/{sha256}.{extension}"
 
 
 BrandKits = dict[str, tuple[BrandKit, dict, bytes | None]]
@@ -169,17 +165,13 @@ def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixel
         raise CatalogFileError(str(error)) from None
     table = read_table(raw, source)
     fingerprints = store_brand_kits(storage, kits)
-    base = parent_of(source)
-    validated, images = validate_catalog(
+    validated = validate_catalog(
         table,
         source=source,
         brand_fingerprints=fingerprints,
-        fetch_image=lambda uri: read_uri(resolve_relative(uri, base)),
-        max_pixels=max_pixels,
+        check_images=partial(intake_packshots, base=parent_of(source), storage=storage, max_pixels=max_pixels),
     )
-    copy_sources(storage, images.values())
     accepted = validated.accepted
-    accepted["image_key"] = [source_key(s, f) for s, f in zip(accepted["image_sha256"], accepted["image_format"])]
     previous = read_catalog_or_empty(storage)
     previous_hash = dict(zip(previous["sku_id"], previous["content_hash"]))
     new = [s for s in accepted["sku_id"] if s not in previous_hash]
@@ -190,17 +182,6 @@ def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixel
     write_parquet(storage, CATALOG_KEY, merged)
     write_parquet(storage, REJECTS_KEY, validated.rejects_frame())
     return IngestReport(source, validated, new, changed, unchanged)
-
-
-def copy_sources(storage: StorageResource, images) -> None:
-    """Content-addressed copies of the packshots, so a vanished or edited original never changes a render."""
-    def copy(image) -> None:
-        key = source_key(image.sha256, image.format)
-        if not storage.exists(key):
-            storage.write_bytes(key, image.data)
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(copy, images))
 
 
 def register_skus(instance: dg.DagsterInstance, sku_ids: list[str]) -> list[str]:

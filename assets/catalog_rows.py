@@ -11,8 +11,8 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pandas as pd
 from PIL import Image
@@ -93,6 +93,17 @@ def read_table(data: bytes, name: str) -> pd.DataFrame:
     return frame.map(lambda v: str(v).strip())
 
 
+def read_whole_image(image: Image.Image) -> None:
+    """Read every byte of the image, as cheaply as its format allows, so truncation and corruption show."""
+    if image.format == "PNG":
+        image.verify()  # checks every chunk's CRC without inflating the pixels
+    elif image.format == "JPEG":
+        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))  # DCT-domain 1/8 decode
+        image.load()
+    else:
+        image.load()
+
+
 def check_image(data: bytes, *, max_pixels: int) -> CheckedImage:
     """Raise ValueError saying what is wrong with an image, else describe it."""
     try:
@@ -104,7 +115,7 @@ def check_image(data: bytes, *, max_pixels: int) -> CheckedImage:
                 raise ValueError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}")
             if image.format not in IMAGE_FORMATS:
                 raise ValueError(f"image format {image.format} is not one of {', '.join(IMAGE_FORMATS)}")
-            image.load()
+            read_whole_image(image)
     except ValueError:
         raise
     except (Image.UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -155,11 +166,12 @@ def validate_catalog(
     *,
     source: str,
     brand_fingerprints: Mapping[str, str],
-    fetch_image: Callable[[str], bytes],
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    workers: int = 8,
-) -> tuple[ValidatedCatalog, dict[str, CheckedImage]]:
-    """Validate every row. Returns accepted rows (with content_hash) and rejects, plus the checked images by sha."""
+    check_images: Callable[[list[str]], Mapping[str, Any]],
+) -> ValidatedCatalog:
+    """Validate every row; accepted rows get their image's sha256, format, storage key and content hash.
+
+    `check_images` maps image URIs to an object with sha256/format/key, or to the reason the image is bad.
+    """
     rows = table.to_dict("records")
     for row in rows:
         row["aspect"] = row["aspect"] or OPTIONAL_COLUMNS["aspect"]
@@ -178,31 +190,31 @@ def validate_catalog(
         else:
             candidates.append((number, row))
 
-    def load(uri: str) -> CheckedImage:
-        return check_image(fetch_image(uri), max_pixels=max_pixels)
-
-    images: dict[str, CheckedImage] = {}
+    images = check_images([row["image"] for _, row in candidates])
     accepted = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [(number, row, pool.submit(load, row["image"])) for number, row in candidates]
-        for number, row, future in futures:
-            try:
-                image = future.result()
-            except Exception as error:  # a missing, unreachable or bad image rejects this row only
-                rejects.append(Reject(source, number, row["sku_id"], "image", f"{row['image']}: {error}"))
-                continue
-            images[image.sha256] = image
-            accepted.append(
-                {
-                    **{k: row[k] for k in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)},
-                    "image_sha256": image.sha256,
-                    "image_format": image.format,
-                    "content_hash": content_hash(row, image.sha256, brand_fingerprints[row["brand"]]),
-                    "source": source,
-                    "row": number,
-                }
-            )
+    for number, row in candidates:
+        image = images[row["image"]]
+        if isinstance(image, str):
+            rejects.append(Reject(source, number, row["sku_id"], "image", image))
+            continue
+        accepted.append(
+            {
+                **{k: row[k] for k in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)},
+                "image_sha256": image.sha256,
+                "image_format": image.format,
+                "image_key": image.key,
+                "content_hash": content_hash(row, image.sha256, brand_fingerprints[row["brand"]]),
+                "source": source,
+                "row": number,
+            }
+        )
     rejects.sort(key=lambda r: (r.row, r.field))
     frame = pd.DataFrame(accepted, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "image_sha256", "image_format",
-                                            "content_hash", "source", "row"])
-    return ValidatedCatalog(frame, rejects), images
+                                            "image_key", "content_hash", "source", "row"])
+    return ValidatedCatalog(frame, rejects)
+
+
+def source_key(sha256: str, image_format: str) -> str:
+    """Content-addressed storage key of a packshot copy."""
+    extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[image_format]
+    return f"sources/{sha256[:2]}/{sha256}.{extension}"

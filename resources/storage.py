@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -83,7 +83,7 @@ class S3Store:
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         # boto3 reads AWS_ENDPOINT_URL itself, so S3-compatible servers work without extra settings.
-        self.client = boto3.client("s3")
+        self.client = s3_client()
 
     def _object_key(self, key: str) -> str:
         check_key(key)
@@ -127,12 +127,18 @@ class S3Store:
         )
 
 
+@lru_cache(maxsize=1)
+def s3_client():
+    """One client per process: creating a boto3 client costs far more than a request, and clients are thread-safe."""
+    return boto3.client("s3")
+
+
 def read_uri(uri: str, *, relative_to: str | None = None) -> bytes:
     """Read a file path, file://, s3:// or http(s):// URI. Relative paths resolve against `relative_to`."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         try:
-            body = boto3.client("s3").get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
+            body = s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
             return body.read()
         except ClientError as error:
             raise StorageError(f"{uri}: {error.response['Error'].get('Code', error)}") from None
@@ -162,7 +168,7 @@ def write_uri(uri: str, data: bytes) -> None:
     """Write a whole object to a file path or s3:// URI (reports that belong next to their input file)."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        boto3.client("s3").put_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"), Body=data)
+        s3_client().put_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"), Body=data)
         return
     if parsed.scheme not in ("", "file"):
         raise StorageError(f"{uri}: cannot write to a {parsed.scheme}:// URI")

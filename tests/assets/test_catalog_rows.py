@@ -1,10 +1,13 @@
 import io
+from functools import partial
 
 import pandas as pd
 import pytest
 from PIL import Image
 
 from assets.catalog_rows import CatalogFileError, check_image, content_hash, read_table, validate_catalog
+from assets.packshot_intake import intake_packshots
+from resources.storage import StorageResource
 
 BRANDS = {"acme": "fp-acme", "zen": "fp-zen"}
 HEADER = "sku_id,title,category,brand,image,tier,prompt,aspect\n"
@@ -27,26 +30,30 @@ IMAGES = {
 }
 
 
-def fetch(uri: str) -> bytes:
-    if uri not in IMAGES:
-        raise FileNotFoundError(f"file not found at /catalog/{uri}")
-    return IMAGES[uri]
+@pytest.fixture(autouse=True)
+def packshots(tmp_path):
+    for name, data in IMAGES.items():
+        (tmp_path / name).write_bytes(data)
+    return tmp_path
 
 
-def run(csv_text: str, max_pixels=10_000_000):
+def run(csv_text: str, base, max_pixels=10_000_000):
     table = read_table(csv_text.encode(), "catalog.csv")
-    return validate_catalog(table, source="catalog.csv", brand_fingerprints=BRANDS, fetch_image=fetch,
-                            max_pixels=max_pixels, workers=2)
+    storage = StorageResource(root=str(base / "data"))
+    intake = partial(intake_packshots, base=str(base), storage=storage, max_pixels=max_pixels)
+    return validate_catalog(table, source="catalog.csv", brand_fingerprints=BRANDS, check_images=intake)
 
 
-def test_good_rows_pass_with_hash_and_defaults():
-    validated, images = run(HEADER + "A-1,Mug,kitchen,acme,good.png,hero,,\nB_2,Can,drinks,zen,other.png,bulk,fizz,9:16\n")
+def test_good_rows_pass_with_hash_and_defaults(packshots):
+    validated = run(HEADER + "A-1,Mug,kitchen,acme,good.png,hero,,\nB_2,Can,drinks,zen,other.png,bulk,fizz,9:16\n",
+                    packshots)
     assert validated.rejects == []
     rows = validated.accepted.set_index("sku_id")
     assert rows.loc["A-1", "aspect"] == "16:9"
     assert rows.loc["B_2", "aspect"] == "9:16"
     assert len(set(rows["content_hash"])) == 2
-    assert len(images) == 2
+    stored = StorageResource(root=str(packshots / "data"))
+    assert all(stored.read_bytes(key) in IMAGES.values() for key in rows["image_key"])
 
 
 BAD_ROWS = [
@@ -59,7 +66,7 @@ BAD_ROWS = [
     ("C-1,Mug,kitchen,acme,good.png,premium,,", "tier", "'premium' is not one of hero, bulk"),
     ("C-1,Mug,kitchen,acme,good.png,hero,,4:3", "aspect", "'4:3' is not one of"),
     ("C-1,Mug,kitchen,acme,,hero,,", "image", "missing"),
-    ("C-1,Mug,kitchen,acme,absent.png,hero,,", "image", "file not found"),
+    ("C-1,Mug,kitchen,acme,absent.png,hero,,", "image", "absent.png: file not found"),
     ("C-1,Mug,kitchen,acme,text.png,hero,,", "image", "not a readable image"),
     ("C-1,Mug,kitchen,acme,trunc.png,hero,,", "image", "truncated or corrupt"),
     ("C-1,Mug,kitchen,acme,huge.png,hero,,", "image", "over the limit"),
@@ -69,9 +76,9 @@ BAD_ROWS = [
 
 
 @pytest.mark.parametrize("bad_row,field,reason", BAD_ROWS)
-def test_bad_row_rejected_with_row_field_reason_and_others_go_on(bad_row, field, reason):
+def test_bad_row_rejected_with_row_field_reason_and_others_go_on(bad_row, field, reason, packshots):
     csv_text = HEADER + "A-1,Mug,kitchen,acme,good.png,hero,,\n" + bad_row + "\nB-2,Can,drinks,zen,other.png,bulk,,\n"
-    validated, _ = run(csv_text)
+    validated = run(csv_text, packshots)
     assert list(validated.accepted["sku_id"]) == ["A-1", "B-2"]
     assert len(validated.rejects) == 1
     reject = validated.rejects[0]
@@ -79,14 +86,14 @@ def test_bad_row_rejected_with_row_field_reason_and_others_go_on(bad_row, field,
     assert reason in reject.reason
 
 
-def test_duplicate_id_keeps_first_and_names_it():
-    validated, _ = run(HEADER + "A-1,Mug,kitchen,acme,good.png,hero,,\nA-1,Mug 2,kitchen,acme,other.png,hero,,\n")
+def test_duplicate_id_keeps_first_and_names_it(packshots):
+    validated = run(HEADER + "A-1,Mug,kitchen,acme,good.png,hero,,\nA-1,Mug 2,kitchen,acme,other.png,hero,,\n", packshots)
     assert list(validated.accepted["title"]) == ["Mug"]
     assert validated.rejects[0].reason == "duplicate of row 1"
 
 
-def test_several_problems_in_one_row_are_all_reported():
-    validated, _ = run(HEADER + "A-1,,kitchen,acme,good.png,gold,,2:1\n")
+def test_several_problems_in_one_row_are_all_reported(packshots):
+    validated = run(HEADER + "A-1,,kitchen,acme,good.png,gold,,2:1\n", packshots)
     assert [r.field for r in validated.rejects] == ["aspect", "tier", "title"]
     assert validated.accepted.empty
 
@@ -104,14 +111,16 @@ def test_content_hash_changes_with_fields_image_and_brand():
     ("c.parquet", lambda f, b: f.to_parquet(b, index=False)),
     ("c.jsonl", lambda f, b: b.write(f.to_json(orient="records", lines=True).encode())),
 ])
-def test_parquet_and_jsonl_read_like_csv(name, writer):
+def test_parquet_and_jsonl_read_like_csv(name, writer, packshots):
     frame = pd.DataFrame([{"sku_id": "A-1", "title": "Mug", "category": "kitchen", "brand": "acme",
                            "image": "good.png", "tier": "hero"}])
     buffer = io.BytesIO()
     writer(frame, buffer)
     table = read_table(buffer.getvalue(), name)
     assert table.loc[0, "aspect"] == "16:9" and table.loc[0, "prompt"] == ""
-    validated, _ = validate_catalog(table, source=name, brand_fingerprints=BRANDS, fetch_image=fetch)
+    intake = partial(intake_packshots, base=str(packshots), storage=StorageResource(root=str(packshots / "d")),
+                     max_pixels=10_000_000)
+    validated = validate_catalog(table, source=name, brand_fingerprints=BRANDS, check_images=intake)
     assert list(validated.accepted["sku_id"]) == ["A-1"]
 
 
@@ -127,3 +136,14 @@ def test_whole_file_errors_name_the_file():
 def test_check_image_describes_a_good_image():
     checked = check_image(png(300, 100), max_pixels=1_000_000)
     assert (checked.width, checked.height, checked.format) == (300, 100, "PNG")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_truncated_images_are_caught_in_every_format(fmt):
+    noisy = Image.effect_noise((400, 300), 60).convert("RGB")
+    buffer = io.BytesIO()
+    noisy.save(buffer, fmt)
+    data = buffer.getvalue()
+    assert check_image(data, max_pixels=1_000_000).format == fmt
+    with pytest.raises(ValueError, match="truncated or corrupt|not a readable image"):
+        check_image(data[: len(data) // 2], max_pixels=1_000_000)

@@ -1,0 +1,290 @@
+"""Catalog-scale figures: one sensor tick ingesting a 10,000-SKU drop, and a 1,000-SKU backfill through the daemon.
+
+    python bench/scale.py [--tick-skus 10000] [--backfill-skus 1000] [--per-run-sample 30] [--out bench/results/scale.json]
+
+Targets: the tick at most 30 s (Dagster's sensor limit is 60 s); the backfill on the CPU tier at most 30 minutes
+with Dagster's own overhead at most 0.5 s per SKU. Overhead per SKU = run wall seconds per SKU minus the same
+work done without Dagster (measured in this run); the baseline is one run per partition, also through the daemon.
+"""
+
+import argparse
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import dagster as dg  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from tests.servers import seaweedfs  # noqa: E402
+from videokit.packshots import PRODUCT_KINDS, draw_packshot  # noqa: E402
+
+console = Console()
+KINDS = list(PRODUCT_KINDS)
+BRANDS_YAML = "brands:\n  acme:\n    background: {style: studio, colors: ['#F1ECE4', '#D6CBBB']}\n"
+
+
+def base_packshots(size: int) -> list[bytes]:
+    shots = []
+    for index, kind in enumerate(KINDS):
+        color = ((60 + 37 * index) % 200, (90 + 53 * index) % 200, (120 + 71 * index) % 200)
+        buffer = io.BytesIO()
+        draw_packshot(kind, color=color, accent=(230, 200, 90), size=size).save(buffer, "PNG")
+        shots.append(buffer.getvalue())
+    return shots
+
+
+def distinct_packshot(base: bytes, index: int) -> bytes:
+    """The base image with the SKU's number stamped in a corner pixel row, so every SKU has its own bytes."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base)).convert("RGB")
+    for bit in range(16):
+        image.putpixel((bit, 0), (254, 254, 254) if index >> bit & 1 else (255, 255, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def catalog_rows(count: int, image_for) -> str:
+    lines = ["sku_id,title,category,brand,image,tier,prompt,aspect"]
+    for index in range(count):
+        kind = KINDS[index % len(KINDS)]
+        tier = "hero" if index % 10 == 0 else "bulk"
+        lines.append(f"SKU-{index:06d},{kind} {index},{PRODUCT_KINDS[kind]},acme,{image_for(index)},{tier},,16:9")
+    return "\n".join(lines) + "\n"
+
+
+def measure_sensor_tick(skus: int, work: Path) -> dict:
+    from pipelines.sensors import new_sku_drops
+    from resources.storage import StorageResource
+
+    with seaweedfs(work / "s3") as server:
+        os.environ.update(server.env())
+        client = server.client()
+        client.create_bucket(Bucket="catalog-drops")
+        bases = base_packshots(256)
+        console.print(f"uploading {skus:,} distinct packshots to SeaweedFS ...")
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: client.put_object(Bucket="catalog-drops", Key=f"drops/packshots/{i}.png",
+                                                      Body=distinct_packshot(bases[i % len(bases)], i)), range(skus)))
+        (work / "brands.yaml").write_text(BRANDS_YAML)
+        os.environ["SKUVID_DROP_ZONE"] = "s3://catalog-drops/drops/"
+        os.environ["SKUVID_BRANDS"] = str(work / "brands.yaml")
+        client.put_object(Bucket="catalog-drops", Key="drops/big-drop.csv",
+                          Body=catalog_rows(skus, lambda i: f"packshots/{i}.png").encode())
+        storage = StorageResource(root="s3://catalog-drops/skuvid")
+        with dg.instance_for_test() as instance:
+            started = time.perf_counter()
+            result = new_sku_drops(dg.build_sensor_context(instance=instance, resources={"storage": storage}))
+            evaluated = time.perf_counter()
+            for request in result.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            added = time.perf_counter()
+            assert len(result.run_requests) == skus, len(result.run_requests)
+    return {
+        "skus": skus,
+        "tick_evaluation_s": round(evaluated - started, 2),
+        "add_partitions_s": round(added - evaluated, 2),
+        "tick_total_s": round(added - started, 2),
+        "run_requests": len(result.run_requests),
+        "target_s": 30,
+    }
+
+
+def pure_work_per_sku(sample: list[str], storage_root: Path) -> float:
+    """The same keyframe, clip, QA and publish work as a run does, without Dagster, on fresh storage."""
+    from assets.catalog import load_sku
+    from assets.clips import ClipConfig, CLIP_SIZES, render_clip
+    from assets.keyframes import render_keyframe
+    from assets.publish import publish_files
+    from pipelines.resources import build_resources
+    from resources.storage import StorageResource
+    from videokit.qa import ClipScores
+
+    resources = build_resources()
+    source = StorageResource(root=str(storage_root))
+    started = time.perf_counter()
+    for sku_id in sample:
+        sku = load_sku(source, sku_id)
+        keyframe = render_keyframe(source, sku, resources["compose"], lambda _: None)
+        config = ClipConfig()
+        settings = {"provider": "motion", "duration_s": config.duration_s, "fps": config.fps, "seed": 0,
+                    "size": list(CLIP_SIZES[sku.aspect])}
+        clip = render_clip(source, sku, keyframe, resources["motion"], config, settings, lambda _: None)
+        publish_files(source, sku, clip, keyframe, ClipScores(**clip["scores"]), 5)
+    return (time.perf_counter() - started) / len(sample)
+
+
+def wait_for_runs(instance: dg.DagsterInstance, tags: dict, expected_runs: int, timeout_s: float) -> list:
+    deadline = time.monotonic() + timeout_s
+    done = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags=tags))
+        if len(runs) >= expected_runs and all(r.status in done for r in runs):
+            return runs
+        time.sleep(2)
+    raise TimeoutError(f"runs tagged {tags} not finished after {timeout_s}s")
+
+
+def run_seconds(instance: dg.DagsterInstance, runs: list) -> float:
+    total = 0.0
+    for run in runs:
+        record = instance.get_run_record_by_id(run.run_id)
+        total += record.end_time - record.start_time
+    return total
+
+
+def measure_backfill(skus: int, per_run_sample: int, work: Path) -> dict:
+    home = work / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    data = work / "data"
+    catalog_dir = work / "catalog"
+    (catalog_dir / "packshots").mkdir(parents=True)
+    for index, shot in enumerate(base_packshots(900)):
+        (catalog_dir / "packshots" / f"{index}.png").write_bytes(shot)
+    (catalog_dir / "brands.yaml").write_text(BRANDS_YAML)
+    (catalog_dir / "catalog.csv").write_text(catalog_rows(skus + per_run_sample, lambda i: f"packshots/{i % len(KINDS)}.png"))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SKUVID_STORAGE_ROOT": str(data)}
+    os.environ.update(env)
+
+    from pipelines.definitions import defs
+    from pipelines.instance import apply_pool_limits
+
+    instance = dg.DagsterInstance.get()
+    apply_pool_limits(instance)
+    config = {"ops": {"sku_catalog": {"config": {"source": str(catalog_dir / "catalog.csv"),
+                                                 "brands": str(catalog_dir / "brands.yaml")}}}}
+    defs.resolve_job_def("catalog_job").execute_in_process(instance=instance, run_config=config)
+    all_skus = sorted(instance.get_dynamic_partitions("sku"))
+    batched, single = all_skus[:skus], all_skus[skus:]
+
+    console.print("measuring the same work without Dagster ...")
+    work_per_sku = pure_work_per_sku(single[: min(10, len(single))] or batched[:10], data)
+
+    daemon = subprocess.Popen(["dagster-daemon", "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO, env=env,
+                              stdout=open(work / "daemon.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        from dagster._core.execution.backfill import PartitionBackfill
+        from dagster._core.execution.asset_backfill import make_new_backfill_id  # noqa: F401
+
+        console.print(f"backfill of {len(batched)} SKUs through the daemon (batched runs) ...")
+        backfill_id = make_new_backfill_id()
+        backfill = PartitionBackfill.from_asset_partitions(
+            backfill_id=backfill_id, asset_graph=defs.resolve_asset_graph(), partition_names=batched,
+            asset_selection=[dg.AssetKey("keyframe"), dg.AssetKey("clip"), dg.AssetKey("published_video")],
+            backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance, all_partitions=False,
+            title="bench", description=None, run_config=None,
+        )
+        started = time.perf_counter()
+        instance.add_backfill(backfill)
+        batched_runs = wait_for_backfill(instance, backfill_id, timeout_s=3600)
+        batched_wall = time.perf_counter() - started
+
+        console.print(f"baseline: {len(single)} SKUs, one run per partition through the daemon ...")
+        started = time.perf_counter()
+        subprocess.run(["dagster", "job", "backfill", "-w", str(REPO / "workspace.yaml"), "-j", "sku_video_job",
+                        "--partitions", ",".join(single), "--tags", json.dumps({"skuvid/bench": "per-run"}),
+                        "--noprompt"], cwd=REPO, env=env, check=True, capture_output=True)
+        single_runs = wait_for_runs(instance, {"skuvid/bench": "per-run"}, len(single), timeout_s=3600)
+        single_wall = time.perf_counter() - started
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+
+    batched_run_s = run_seconds(instance, batched_runs) / len(batched)
+    single_run_s = run_seconds(instance, single_runs) / len(single)
+    batched_overhead = max(batched_run_s - work_per_sku, 0.0)
+    single_overhead = max(single_run_s - work_per_sku, 0.0)
+    failed = [r.run_id for r in batched_runs + single_runs if r.status != dg.DagsterRunStatus.SUCCESS]
+    return {
+        "skus": len(batched),
+        "runs": len(batched_runs),
+        "wall_s": round(batched_wall, 1),
+        "skus_per_minute": round(len(batched) / batched_wall * 60, 1),
+        "work_s_per_sku_without_dagster": round(work_per_sku, 3),
+        "run_s_per_sku": round(batched_run_s, 3),
+        "overhead_s_per_sku": round(batched_overhead, 3),
+        "overhead_share": round(batched_overhead / batched_run_s, 3) if batched_run_s else None,
+        "baseline_skus": len(single),
+        "baseline_wall_s": round(single_wall, 1),
+        "baseline_run_s_per_sku": round(single_run_s, 3),
+        "baseline_overhead_s_per_sku": round(single_overhead, 3),
+        "overhead_ratio_per_run_vs_batched": round(single_overhead / batched_overhead, 1) if batched_overhead else None,
+        "failed_runs": failed,
+        "targets": {"overhead_s_per_sku": 0.5, "wall_s": 1800},
+    }
+
+
+def wait_for_backfill(instance: dg.DagsterInstance, backfill_id: str, timeout_s: float) -> list:
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        backfill = instance.get_backfill(backfill_id)
+        if backfill.status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED,
+                               BulkActionStatus.FAILED, BulkActionStatus.CANCELED, BulkActionStatus.COMPLETED):
+            return instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        time.sleep(2)
+    raise TimeoutError(f"backfill {backfill_id} not finished after {timeout_s}s")
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tick-skus", type=int, default=10_000)
+    parser.add_argument("--backfill-skus", type=int, default=1_000)
+    parser.add_argument("--per-run-sample", type=int, default=30)
+    parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "bench/results/scale.json"))
+    args = parser.parse_args()
+    results = {"measured_at": datetime.now(UTC).isoformat(), "machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="skuvid-scale-") as tmp:
+        work = Path(tmp)
+        (work / "tick").mkdir()
+        results["sensor_tick"] = measure_sensor_tick(args.tick_skus, work / "tick")
+        if not args.skip_backfill:
+            (work / "backfill").mkdir()
+            results["backfill"] = measure_backfill(args.backfill_skus, args.per_run_sample, work / "backfill")
+    table = Table(title="skuvid at catalog scale")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    tick = results["sensor_tick"]
+    table.add_row(f"sensor tick, {tick['skus']:,} new SKUs (s)", f"{tick['tick_total_s']:.1f}", "<= 30")
+    table.add_row("  of which evaluation / add partitions (s)", f"{tick['tick_evaluation_s']:.1f} / {tick['add_partitions_s']:.1f}", "")
+    if "backfill" in results:
+        b = results["backfill"]
+        table.add_row(f"backfill of {b['skus']:,} SKUs in {b['runs']} runs (s)", f"{b['wall_s']:.0f}", "<= 1800")
+        table.add_row("SKUs per minute", f"{b['skus_per_minute']:.1f}", "")
+        table.add_row("work per SKU without Dagster (s)", f"{b['work_s_per_sku_without_dagster']:.2f}", "")
+        table.add_row("Dagster overhead per SKU, batched (s)", f"{b['overhead_s_per_sku']:.2f}", "<= 0.5")
+        table.add_row("overhead share, batched", f"{b['overhead_share']:.1%}", "")
+        table.add_row("Dagster overhead per SKU, one run per SKU (s)", f"{b['baseline_overhead_s_per_sku']:.2f}", "")
+        table.add_row("overhead ratio, one run per SKU / batched", f"{b['overhead_ratio_per_run_vs_batched']}x", "")
+    console.print(table)
+    console.print(machine())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    console.print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
