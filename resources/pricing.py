@@ -35,11 +35,27 @@ class PriceTableError(ValueError):
 
 
 @dataclass(frozen=True)
+class ProviderCost:
+    """What one render by a provider costs: measured or estimated seconds, or an API list price."""
+
+    name: str
+    stage: str  # keyframe | clip
+    kind: str  # cpu | gpu | api
+    cpu_s: float = 0.0
+    gpu_s: float = 0.0
+    api_usd: float = 0.0
+    latency_s: float = 0.0
+    estimate: bool = False
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class PriceTable:
     as_of: str
     vcpu_hour_usd: float
     gpu_hour_usd: dict[str, float]
     api: dict[str, dict]
+    providers: dict[str, ProviderCost]
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "prices.yaml") -> "PriceTable":
@@ -50,6 +66,8 @@ class PriceTable:
                 vcpu_hour_usd=float(data["cpu"]["vcpu_hour_usd"]),
                 gpu_hour_usd={name: float(row["usd"]) for name, row in data.get("gpu_hour_usd", {}).items()},
                 api=dict(data.get("api", {})),
+                providers={name: provider_cost(name, row, data.get("api", {}))
+                           for name, row in data.get("providers", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as error:
             raise PriceTableError(f"{source}: malformed price table ({error!r})") from None
@@ -86,6 +104,16 @@ class PriceTable:
             provider_job_id=provider_job_id,
             attempt=attempt,
         )
+
+
+def provider_cost(name: str, row: dict, api: dict) -> ProviderCost:
+    kind = row["kind"]
+    if kind == "api":
+        list_price = api[row["api"]]
+        return ProviderCost(name, row["stage"], kind, api_usd=float(list_price["usd_per_s"]) * float(row["seconds"]),
+                            latency_s=float(row.get("latency_s", 0)), source=str(row.get("source", "")))
+    return ProviderCost(name, row["stage"], kind, cpu_s=float(row.get("cpu_s", 0)), gpu_s=float(row.get("gpu_s", 0)),
+                        estimate=bool(row.get("estimate", False)), source=str(row.get("source", "")))
 
 
 def default_prices_text() -> str:

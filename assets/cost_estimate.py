@@ -1,0 +1,136 @@
+"""What a backfill will cost and how long it will take, before it runs: per provider, against single-API baselines."""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+from resources.pricing import PriceTable, ProviderCost
+from resources.routing import RoutingPolicy
+
+BASELINES = ("runway", "kling")
+
+
+@dataclass
+class ProviderLine:
+    provider: str
+    stage: str
+    kind: str
+    renders: float = 0.0
+    cpu_hours: float = 0.0
+    gpu_hours: float = 0.0
+    api_usd: float = 0.0
+    total_usd: float = 0.0
+    wall_s: float = 0.0
+    estimate: bool = False
+
+    @property
+    def usd_per_render(self) -> float:
+        return self.total_usd / self.renders if self.renders else 0.0
+
+
+@dataclass
+class Estimate:
+    skus: int
+    heroes: int
+    lines: list[ProviderLine]
+    total_usd: float
+    wall_s: float
+    baselines: dict[str, dict] = field(default_factory=dict)
+    assumptions: dict = field(default_factory=dict)
+
+    @property
+    def usd_per_clip(self) -> float:
+        return self.total_usd / self.skus if self.skus else 0.0
+
+    def to_dict(self) -> dict:
+        lines = [{**asdict(line), "usd_per_render": line.usd_per_render} for line in self.lines]
+        return {"skus": self.skus, "heroes": self.heroes, "total_usd": self.total_usd, "usd_per_clip": self.usd_per_clip,
+                "wall_s": self.wall_s, "providers": lines, "baselines": self.baselines, "assumptions": self.assumptions}
+
+
+@dataclass(frozen=True)
+class Capacity:
+    gpus: int = 1
+    gpu_type: str = "h100"
+    api_concurrency: int = 4
+    cpu_workers: int = 2
+    retake_rate: float = 0.0  # expected extra renders per clip from QA retakes
+
+
+def render_cost(cost: ProviderCost, prices: PriceTable, gpu_type: str) -> float:
+    return cost.cpu_s / 3600 * prices.vcpu_hour_usd + cost.gpu_s / 3600 * prices.gpu_rate(gpu_type) + cost.api_usd
+
+
+def first_available(chain: Iterable[str], available: Callable[[str], bool]) -> str:
+    for provider in chain:
+        if available(provider):
+            return provider
+    raise ValueError(f"no provider of chain {' -> '.join(chain)} is available")
+
+
+def tally(routes: Iterable[tuple[str, str, float]], prices: PriceTable, capacity: Capacity) -> tuple[list[ProviderLine], float]:
+    """Lines per provider and the wall-clock time, from (stage, provider, renders) triples.
+
+    Pools run side by side: GPU work shares the GPUs, CPU work the CPU workers, and each API provider runs
+    `api_concurrency` jobs at a time (the providers' limits are per organisation).
+    """
+    lines: dict[str, ProviderLine] = {}
+    for stage, provider, renders in routes:
+        cost = prices.providers[provider]
+        line = lines.setdefault(provider, ProviderLine(provider, stage, cost.kind, estimate=cost.estimate))
+        line.renders += renders
+        line.cpu_hours += renders * cost.cpu_s / 3600
+        line.gpu_hours += renders * cost.gpu_s / 3600
+        line.api_usd += renders * cost.api_usd
+        line.total_usd += renders * render_cost(cost, prices, capacity.gpu_type)
+        line.wall_s += renders * cost.latency_s / capacity.api_concurrency if cost.kind == "api" else 0.0
+    gpu_wall = sum(line.gpu_hours for line in lines.values()) * 3600 / capacity.gpus
+    cpu_wall = sum(line.cpu_hours for line in lines.values()) * 3600 / capacity.cpu_workers
+    for line in lines.values():
+        if line.kind == "gpu":
+            line.wall_s = line.gpu_hours * 3600 / capacity.gpus
+        elif line.kind == "cpu":
+            line.wall_s = line.cpu_hours * 3600 / capacity.cpu_workers
+    api_wall = max((line.wall_s for line in lines.values() if line.kind == "api"), default=0.0)
+    return sorted(lines.values(), key=lambda line: (line.stage, -line.total_usd)), max(gpu_wall, cpu_wall, api_wall)
+
+
+def estimate_backfill(
+    skus: Iterable[Mapping[str, str]],
+    policy: RoutingPolicy,
+    prices: PriceTable,
+    capacity: Capacity = Capacity(),
+    available: Callable[[str], bool] = lambda provider: True,
+) -> Estimate:
+    """Route every SKU to the first available provider of its chains and add up what the renders cost."""
+    counts: dict[tuple[str, str], float] = defaultdict(float)
+    rows = list(skus)
+    for sku in rows:
+        route = policy.route(sku)
+        counts[("keyframe", first_available(route.keyframe, available))] += 1
+        counts[("clip", first_available(route.clip, available))] += 1 + capacity.retake_rate
+    lines, wall = tally(((stage, p, n) for (stage, p), n in counts.items()), prices, capacity)
+    keyframe_counts = [(stage, p, n) for (stage, p), n in counts.items() if stage == "keyframe"]
+    baselines = {}
+    total = sum(line.total_usd for line in lines)
+    for api in BASELINES:
+        if api not in prices.providers:
+            continue
+        base_lines, base_wall = tally([*keyframe_counts, ("clip", api, len(rows) * (1 + capacity.retake_rate))],
+                                      prices, capacity)
+        base_total = sum(line.total_usd for line in base_lines)
+        baselines[f"all {api}"] = {
+            "total_usd": base_total,
+            "usd_per_clip": base_total / len(rows) if rows else 0.0,
+            "wall_s": base_wall,
+            "hybrid_saving_pct": 100 * (1 - total / base_total) if base_total else 0.0,
+        }
+    return Estimate(
+        skus=len(rows),
+        heroes=sum(1 for sku in rows if sku.get("tier") == "hero"),
+        lines=lines,
+        total_usd=total,
+        wall_s=wall,
+        baselines=baselines,
+        assumptions={**asdict(capacity), "prices_as_of": prices.as_of, "policy": policy.source},
+    )

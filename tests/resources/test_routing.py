@@ -1,0 +1,71 @@
+import pytest
+
+from resources.pricing import PricesResource
+from resources.routing import PolicyError, RoutingResource, parse_policy
+
+PROVIDERS = {"keyframe": {"compose", "flux"}, "clip": {"motion", "wan", "runway", "kling"}}
+PRICED = {"compose", "flux", "motion", "wan", "runway", "kling"}
+GOOD = """\
+retakes: 2
+default:
+  keyframe: [compose]
+  clip: [motion]
+rules:
+  - name: hero
+    when: {tier: hero}
+    keyframe: [flux, compose]
+    clip: [runway, kling, motion]
+  - name: shoes
+    when: {category: [footwear, sneakers], brand: northwind}
+    clip: [wan, motion]
+"""
+
+
+def parse(text, priced=PRICED):
+    return parse_policy(text, source="routing.yaml", providers=PROVIDERS, priced=priced)
+
+
+def test_rules_match_catalog_fields_first_match_wins():
+    policy = parse(GOOD)
+    assert policy.retakes == 2
+    hero = policy.route({"tier": "hero", "category": "footwear", "brand": "northwind"})
+    assert (hero.rule, hero.keyframe, hero.clip) == ("hero", ("flux", "compose"), ("runway", "kling", "motion"))
+    shoes = policy.route({"tier": "bulk", "category": "sneakers", "brand": "northwind"})
+    assert (shoes.rule, shoes.keyframe, shoes.clip) == ("shoes", ("compose",), ("wan", "motion"))
+    other = policy.route({"tier": "bulk", "category": "footwear", "brand": "volta"})
+    assert (other.rule, other.clip) == ("default", ("motion",))
+    assert "rule 'hero'" in hero.reason()
+
+
+@pytest.mark.parametrize("text,where,what", [
+    (GOOD.replace("clip: [runway, kling, motion]", "clip: [runway, klingg, motion]"),
+     "line 9, rules[0].clip[1]", "unknown clip provider 'klingg'"),
+    (GOOD.replace("keyframe: [flux, compose]", "keyframe: [motion]"), "line 8, rules[0].keyframe[0]",
+     "unknown keyframe provider 'motion'"),
+    (GOOD.replace("    when: {tier: hero}\n", ""), "line 6, rules[0]", "a rule needs `when`"),
+    (GOOD.replace("clip: [wan, motion]", "clip: wan"), "line 12, rules[1].clip", "must be a non-empty list"),
+    (GOOD.replace("retakes: 2", "retakes: two"), "line 1, retakes", "whole number"),
+    (GOOD.replace("  clip: [motion]\n", "", 1), "line 2, default", "needs both keyframe and clip"),
+    (GOOD + "extra: 1\n", "line 13, extra", "unknown key"),
+    (GOOD.replace("    clip: [runway, kling, motion]", "    clips: [runway]"), "line 9, rules[0].clips", "unknown key"),
+    ("rules: [", "routing.yaml", "not valid YAML"),
+])
+def test_bad_policy_names_file_line_and_key(text, where, what):
+    with pytest.raises(PolicyError) as error:
+        parse(text)
+    assert error.value.args[0].startswith("routing.yaml")
+    assert where in str(error.value) and what in str(error.value)
+
+
+def test_provider_without_price_is_refused_before_anything_runs():
+    with pytest.raises(PolicyError, match=r"line 9, rules\[0\]\.clip\[0\]: provider 'runway' has no price"):
+        parse(GOOD, priced=PRICED - {"runway"})
+
+
+def test_packaged_policy_is_valid_against_the_packaged_prices():
+    prices = PricesResource().table
+    clip = {n for n, p in prices.providers.items() if p.stage == "clip"}
+    keyframe = {n for n, p in prices.providers.items() if p.stage == "keyframe"}
+    policy = RoutingResource().load({"keyframe": keyframe, "clip": clip}, priced=prices.providers)
+    assert policy.route({"tier": "hero"}).clip[0] == "runway"
+    assert policy.route({"tier": "bulk"}).clip[-1] == "motion"
