@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from resources.pricing import PriceTable, ProviderCost
-from resources.routing import RoutingPolicy
+from resources.routing import RoutingPolicy, RoutingResource
 
 BASELINES = ("runway", "kling")
 
@@ -134,3 +134,26 @@ def estimate_backfill(
         baselines=baselines,
         assumptions={**asdict(capacity), "prices_as_of": prices.as_of, "policy": policy.source},
     )
+
+
+SYNTHETIC_CATEGORIES = ("beverage", "kitchen", "footwear", "audio", "accessories", "home")
+
+
+def synthetic_catalog(skus: int, hero_share: float) -> list[dict[str, str]]:
+    """A catalog of `skus` rows where every 1/hero_share-th SKU is a hero, for "what would N videos cost?"."""
+    if not 0 <= hero_share <= 1:
+        raise ValueError(f"hero share {hero_share} must be between 0 and 1")
+    heroes = round(skus * hero_share)
+    return [
+        {"sku_id": f"SYN-{i:06d}", "tier": "hero" if i * heroes // skus != (i + 1) * heroes // skus else "bulk",
+         "category": SYNTHETIC_CATEGORIES[i % len(SYNTHETIC_CATEGORIES)], "brand": "synthetic", "aspect": "16:9"}
+        for i in range(skus)
+    ]
+
+
+def load_policy(prices: PriceTable, path: str | None) -> RoutingPolicy:
+    """The routing policy, checked against the providers the price table knows."""
+    stages: dict[str, set[str]] = defaultdict(set)
+    for name, cost in prices.providers.items():
+        stages[cost.stage].add(name)
+    return RoutingResource(path=path).load(stages, priced=prices.providers)

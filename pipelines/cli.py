@@ -7,6 +7,8 @@ import sys
 
 from rich.console import Console
 
+from pipelines.estimate_cli import add_estimate_parser, run_estimate
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skuvid", description="Turn a product catalog into product videos.")
@@ -15,8 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--catalog", default="samples/catalog.csv")
     demo.add_argument("--brands", default="samples/brands.yaml")
     commands.add_parser("setup-instance", help="Apply pool limits to the instance in $DAGSTER_HOME.")
+    add_estimate_parser(commands)
     args = parser.parse_args(argv)
-    console = Console()
+    # Wide enough for the tables when the output is a file or a pipe, not a terminal.
+    console = Console(width=None if sys.stdout.isatty() else 140)
 
     if args.command == "setup-instance":
         import dagster as dg
@@ -26,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         limits = apply_pool_limits(dg.DagsterInstance.get())
         console.print("pool limits: " + ", ".join(f"{k}={v}" for k, v in limits.items()))
         return 0
+    if args.command == "estimate":
+        return run_estimate(args, console)
     if args.command == "demo":
         from pipelines.demo import run_demo
 

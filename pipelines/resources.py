@@ -5,6 +5,7 @@ import os
 from resources.generators.cpu import ComposeKeyframes, MotionClips
 from resources.pricing import PricesResource
 from resources.quality import QualityBarResource
+from resources.routing import RoutingResource
 from resources.storage import StorageResource
 
 
@@ -14,6 +15,7 @@ def build_resources() -> dict:
         "storage": StorageResource(root=os.environ.get("SKUVID_STORAGE_ROOT", ".data")),
         "prices": prices,
         "quality_bar": QualityBarResource(),
+        "routing": RoutingResource(path=os.environ.get("SKUVID_ROUTING")),
         "compose": ComposeKeyframes(prices=prices),
         "motion": MotionClips(prices=prices),
     }

@@ -155,3 +155,15 @@ def test_batched_run_gives_each_sku_its_own_metadata_and_checks(catalog_dir, res
         assert published["HERO-1"]["status"] == "published"
         assert published["BULK-2"]["status"] == "error" and "failed QA" in published["BULK-2"]["error"]
         assert list(read_manifest(resources["storage"])["sku_id"]) == ["HERO-1"]
+
+
+def test_cost_estimate_asset_for_the_current_catalog(catalog_dir, resources):
+    from assets.costs import cost_estimate
+
+    with dg.instance_for_test() as instance:
+        dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
+        result = dg.materialize([cost_estimate], instance=instance, resources=resources, selection=[cost_estimate])
+        meta = metadata(result, "cost_estimate")
+        assert (meta["skus"], meta["heroes"]) == (2, 1)
+        assert meta["total_usd"] > 0 and meta["saving_vs_all_runway_pct"] > 0
+        assert "runway" in meta["estimate"] and "hybrid saves" in meta["estimate"]

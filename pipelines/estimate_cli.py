@@ -1,0 +1,72 @@
+"""`skuvid estimate`: the pre-flight table for a backfill, as text for people or JSON for machines."""
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from assets.catalog_rows import TIERS, read_table
+from assets.cost_estimate import Capacity, Estimate, estimate_backfill, load_policy, synthetic_catalog
+from resources.pricing import PricesResource
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def estimate_table(estimate: Estimate) -> Table:
+    table = Table(title=f"Estimate for {estimate.skus:,} SKUs ({estimate.heroes:,} heroes)")
+    for column in ("provider", "stage", "renders", "GPU-hours", "API $", "total $", "$ per render", "wall-clock", "basis"):
+        table.add_column(column, justify="left" if column in ("provider", "stage", "basis") else "right")
+    for line in estimate.lines:
+        table.add_row(line.provider, line.stage, f"{line.renders:,.0f}", f"{line.gpu_hours:,.2f}", f"{line.api_usd:,.2f}",
+                      f"{line.total_usd:,.2f}", f"{line.usd_per_render:.4f}", hours(line.wall_s),
+                      "estimate" if line.estimate else "measured/list")
+    table.add_section()
+    table.add_row("hybrid total", "", f"{estimate.skus:,}", "", "", f"{estimate.total_usd:,.2f}",
+                  f"{estimate.usd_per_clip:.4f}", hours(estimate.wall_s), "per clip")
+    for name, baseline in estimate.baselines.items():
+        table.add_row(name, "", f"{estimate.skus:,}", "", "", f"{baseline['total_usd']:,.2f}",
+                      f"{baseline['usd_per_clip']:.4f}", hours(baseline["wall_s"]),
+                      f"hybrid saves {baseline['hybrid_saving_pct']:.1f}%")
+    return table
+
+
+def catalog_rows(catalog: str | None, synthetic: int | None, hero_share: float) -> list[dict]:
+    if synthetic:
+        return synthetic_catalog(synthetic, hero_share)
+    if catalog is None:
+        raise SystemExit("give a CATALOG file or --synthetic N")
+    rows = read_table(Path(catalog).read_bytes(), catalog).to_dict("records")
+    return [row for row in rows if row["tier"] in TIERS]
+
+
+def run_estimate(args, console: Console) -> int:
+    prices = PricesResource(path=args.prices).table
+    policy = load_policy(prices, args.policy)
+    rows = catalog_rows(args.catalog, args.synthetic, args.hero_share)
+    capacity = Capacity(gpus=args.gpus, gpu_type=args.gpu_type, api_concurrency=args.api_concurrency,
+                        cpu_workers=args.cpu_workers, retake_rate=args.retake_rate)
+    estimate = estimate_backfill(rows, policy, prices, capacity)
+    if args.json:
+        print(json.dumps(estimate.to_dict(), indent=2))
+    else:
+        console.print(estimate_table(estimate))
+        console.print(f"prices as of {prices.as_of}; policy {policy.source}; {capacity}")
+    return 0
+
+
+def add_estimate_parser(commands) -> None:
+    parser = commands.add_parser("estimate", help="What a backfill will cost and how long it will take.")
+    parser.add_argument("catalog", nargs="?", help="catalog file (CSV, Parquet, JSON Lines)")
+    parser.add_argument("--synthetic", type=int, help="estimate a generated catalog of this many SKUs instead")
+    parser.add_argument("--hero-share", type=float, default=0.1, help="share of heroes in --synthetic (default 0.1)")
+    parser.add_argument("--policy", help="routing policy YAML (default: the packaged one)")
+    parser.add_argument("--prices", help="price table YAML (default: the packaged one)")
+    parser.add_argument("--gpus", type=int, default=1)
+    parser.add_argument("--gpu-type", default="h100")
+    parser.add_argument("--api-concurrency", type=int, default=4)
+    parser.add_argument("--cpu-workers", type=int, default=2)
+    parser.add_argument("--retake-rate", type=float, default=0.0, help="expected QA retakes per clip")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
