@@ -48,6 +48,7 @@ class Sku:
     aspect: str
     image_key: str
     content_hash: str
+    fields: dict[str, str]  # every catalog column, for routing rules on any field
 
     @property
     def prefix(self) -> str:
@@ -238,4 +239,5 @@ def load_sku(storage: StorageResource, sku_id: str) -> Sku:
         aspect=row["aspect"],
         image_key=row["image_key"],
         content_hash=row["content_hash"],
+        fields={str(k): str(v) for k, v in row.items()},
     )

@@ -79,6 +79,7 @@ class ClipResult:
 @runtime_checkable
 class KeyframeProvider(Protocol):
     name: str
+    pool: str | None
 
     def availability(self) -> Availability: ...
 
@@ -88,6 +89,7 @@ class KeyframeProvider(Protocol):
 @runtime_checkable
 class ClipProvider(Protocol):
     name: str
+    pool: str | None  # the Dagster pool a render holds a slot of: "gpu", "api", or None for the CPU tier
 
     def availability(self) -> Availability: ...
 

@@ -38,6 +38,7 @@ class ComposeKeyframes(ConfigurableResource):
 
     name: ClassVar[str] = "compose"
     model: ClassVar[str] = "compose-v1"
+    pool: ClassVar[str | None] = None
 
     prices: PricesResource
     margin: float = Field(default=0.08, description="Safe margin as a share of the frame's short side.")
@@ -67,6 +68,7 @@ class MotionClips(ConfigurableResource):
 
     name: ClassVar[str] = "motion"
     model: ClassVar[str] = "motion-v1"
+    pool: ClassVar[str | None] = None
 
     prices: PricesResource
     push: float = Field(default=0.035, description="Maximum camera push-in (0.035 = 3.5% zoom).")
