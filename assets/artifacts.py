@@ -31,7 +31,7 @@ def read_record(storage: StorageResource, sku: Sku, stage: str) -> dict | None:
     return storage.read_json(key) if storage.exists(key) else None
 
 
-def save_render(
+def save_attempt(
     storage: StorageResource,
     sku: Sku,
     stage: str,
@@ -41,7 +41,7 @@ def save_render(
     scores: Mapping[str, Any],
     settings: Mapping[str, Any],
 ) -> dict:
-    """Write the files, then the record beside them, then the stage pointer (the commit point)."""
+    """Write the files, then the record beside them (the commit point of this render)."""
     for name, data in files.items():
         storage.write_bytes(f"{prefix}/{name}", data)
     record = {
@@ -56,6 +56,13 @@ def save_render(
         "created_at": datetime.now(UTC).isoformat(),
     }
     storage.write_json(f"{prefix}/record.json", record)
+    return record
+
+
+def save_render(storage: StorageResource, sku: Sku, stage: str, prefix: str, files: Mapping[str, bytes],
+                cost: CostRecord, scores: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+    """A render that is the stage's result at once: its record, then the stage pointer."""
+    record = save_attempt(storage, sku, stage, prefix, files, cost, scores, settings)
     storage.write_json(pointer_key(sku, stage), record)
     return record
 

@@ -8,17 +8,22 @@ from pydantic import Field
 from assets.artifacts import (
     cost_metadata,
     load_files,
+    pointer_key,
     qa_summary,
     read_record,
     render_prefix,
-    save_render,
+    save_attempt,
 )
 from assets.catalog import Sku, load_sku
+from assets.cost_estimate import load_policy
+from assets.escalation import escalate
 from assets.partitions import sku_partitions
 from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
 from resources.generators.base import ClipRequest
-from resources.generators.cpu import MotionClips
+from resources.pool_slots import pool_slot
+from resources.pricing import PricesResource
 from resources.quality import QualityBarResource
+from resources.routing import PolicyError, RoutingResource
 from resources.storage import StorageResource
 from videokit.brand import CLIP_SIZES
 from videokit.compose import KeyframeLayers, render_background
@@ -51,6 +56,9 @@ def clip_scores(sku: Sku, layers: KeyframeLayers, clip: ClipFile) -> ClipScores:
     )
 
 
+CLIP_PROVIDERS = ("motion", "wan", "wan_ti2v", "cogvideox", "runway", "kling", "pika")
+
+
 @dg.multi_asset(
     name="clip",
     specs=[
@@ -59,23 +67,31 @@ def clip_scores(sku: Sku, layers: KeyframeLayers, clip: ClipFile) -> ClipScores:
             deps=["keyframe"],
             group_name="sku_video",
             kinds={"mp4"},
-            description="The SKU's looping clip (H.264 MP4 with faststart) and its poster.",
+            description="The SKU's looping clip (H.264 MP4 with faststart) and its poster, from the first provider "
+            "of its routing chain that is available and passes QA.",
         )
     ],
     partitions_def=sku_partitions,
     check_specs=check_specs("clip", CLIP_CHECKS),
     can_subset=True,
     backfill_policy=sku_backfill_policy(),
+    required_resource_keys=set(CLIP_PROVIDERS),
 )
 def clip(
     context: dg.AssetExecutionContext,
     config: ClipConfig,
     storage: StorageResource,
-    motion: MotionClips,
     quality_bar: QualityBarResource,
+    routing: RoutingResource,
+    prices: PricesResource,
 ):
     if not 3.0 <= config.duration_s <= 5.0 or not 12 <= config.fps <= 60:
         raise dg.Failure(description=f"clip config: duration_s {config.duration_s} must be 3-5 and fps {config.fps} 12-60")
+    try:
+        policy = load_policy(prices.table, routing.path)
+    except PolicyError as error:
+        raise dg.Failure(description=str(error)) from None
+    providers = {name: getattr(context.resources, name) for name in CLIP_PROVIDERS}
 
     def clip_for(sku_id: str) -> SkuOutcome:
         sku = load_sku(storage, sku_id)
@@ -83,25 +99,39 @@ def clip(
         if keyframe_record is None:
             raise dg.Failure(description=f"{sku.sku_id}: no keyframe for content {sku.content_hash}; materialize `keyframe` first")
         size = CLIP_SIZES[sku.aspect]
-        settings = {"provider": motion.name, "duration_s": config.duration_s, "fps": config.fps, "seed": config.seed,
-                    "size": list(size)}
-        record = read_record(storage, sku, "clip")
-        reused = record is not None and record["settings"] == settings
-        if reused:
-            context.log.info(f"{sku.sku_id}: clip for {sku.content_hash} with these settings exists, reused")
-        else:
-            record = render_clip(storage, sku, keyframe_record, motion, config, settings, context.log.info)
-        scores = ClipScores(**record["scores"])
-        outcomes = judge_clip(scores, width=size[0], height=size[1], fps=config.fps,
-                              thresholds=quality_bar.thresholds(sku.tier))
+        thresholds = quality_bar.thresholds(sku.tier)
+
+        def judge(record: dict) -> list:
+            return judge_clip(ClipScores(**record["scores"]), width=size[0], height=size[1], fps=config.fps,
+                              thresholds=thresholds)
+
+        route = policy.route(sku.fields)
+        layers = KeyframeLayers.from_files(load_files(storage, keyframe_record))
+
+        def render(provider, seed: int, attempt: int) -> tuple[dict, bool]:
+            with pool_slot(context.instance, provider.pool, context.run.run_id, f"clip[{sku.sku_id}]", context.log.info):
+                return render_attempt(storage, sku, keyframe_record, layers, provider, config, seed, attempt,
+                                      context.log.info)
+
+        result = escalate(route.clip, providers, retakes=policy.retakes, base_seed=config.seed, render=render,
+                          judge=judge, log=context.log.info)
+        if result.record is None:
+            raise dg.Failure(description=f"{sku.sku_id}: no clip rendered. {result.reason(route.rule)}")
+        record = {**result.record, "route": route.rule, "attempts": [asdict(a) for a in result.attempts]}
+        storage.write_json(pointer_key(sku, "clip"), record)
+        outcomes = judge(record)
         return SkuOutcome(
             metadata={
-                **cost_metadata(record["cost"], reused=reused),
-                "status": "ok" if all(o.passed for o in outcomes) else "failed QA",
+                **cost_metadata(record["cost"], reused=all(a.reused for a in result.attempts)),
+                "status": "ok" if result.passed else "failed QA",
                 "content_hash": sku.content_hash,
                 "tier": sku.tier,
+                "route": route.rule,
+                "why": result.reason(route.rule),
+                "attempts": len(result.attempts),
+                "total_cost_usd": dg.MetadataValue.float(result.spent_usd),
                 "qa": qa_summary(outcomes),
-                "duration_s": dg.MetadataValue.float(float(scores.duration_s)),
+                "duration_s": dg.MetadataValue.float(float(record["scores"]["duration_s"])),
                 "clip": dg.MetadataValue.path(storage.url(record["files"]["clip.mp4"])),
             },
             checks=outcomes,
@@ -110,9 +140,17 @@ def clip(
     yield from run_per_sku(context, "clip", list(CLIP_CHECKS), clip_for)
 
 
-def render_clip(storage: StorageResource, sku: Sku, keyframe_record: dict, motion: MotionClips, config: ClipConfig,
-                settings: dict, log) -> dict:
-    layers = KeyframeLayers.from_files(load_files(storage, keyframe_record))
+def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, layers: KeyframeLayers, provider,
+                   config: ClipConfig, seed: int, attempt: int, log) -> tuple[dict, bool]:
+    """One take by one provider: reused when this provider, seed and settings are already on record."""
+    prefix = render_prefix(sku, "clip", provider.name, seed)
+    settings = {"provider": provider.name, "duration_s": config.duration_s, "fps": config.fps, "seed": seed,
+                "size": list(CLIP_SIZES[sku.aspect])}
+    if storage.exists(f"{prefix}/record.json"):
+        record = storage.read_json(f"{prefix}/record.json")
+        if record["settings"] == settings:
+            log(f"{sku.sku_id}: {provider.name} seed {seed} already rendered for {sku.content_hash}, reused")
+            return record, True
     request = ClipRequest(
         sku_id=sku.sku_id,
         content_hash=sku.content_hash,
@@ -123,17 +161,19 @@ def render_clip(storage: StorageResource, sku: Sku, keyframe_record: dict, motio
         size=CLIP_SIZES[sku.aspect],
         duration_s=config.duration_s,
         fps=config.fps,
-        seed=config.seed,
+        seed=seed,
         keyframe_key=keyframe_record["files"]["keyframe.png"],
+        attempt=attempt,
     )
-    result = motion.render_clip(request, log)
-    return save_render(
+    result = provider.render_clip(request, log)
+    record = save_attempt(
         storage,
         sku,
         "clip",
-        render_prefix(sku, "clip", motion.name, config.seed),
+        prefix,
         {"clip.mp4": result.clip.mp4, "poster.jpg": result.clip.poster},
         result.cost,
         asdict(clip_scores(sku, layers, result.clip)),
         settings,
     )
+    return record, False

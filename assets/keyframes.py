@@ -7,16 +7,20 @@ import numpy as np
 
 from assets.artifacts import cost_metadata, qa_summary, read_record, render_prefix, save_render
 from assets.catalog import Sku, load_sku, sku_catalog
+from assets.cost_estimate import load_policy
 from assets.partitions import sku_partitions
 from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
 from resources.generators.base import KeyframeRequest
-from resources.generators.cpu import ComposeKeyframes
+from resources.pool_slots import pool_slot
+from resources.pricing import PricesResource
 from resources.quality import QualityBarResource
+from resources.routing import PolicyError, RoutingResource
 from resources.storage import StorageResource
 from videokit.brand import KEYFRAME_SIZES
 from videokit.compose import KeyframeLayers, render_background
 from videokit.qa import KeyframeScores, judge_keyframe, measure_keyframe
 
+KEYFRAME_PROVIDERS = ("compose", "flux")
 KEYFRAME_CHECKS = {
     "keyframe_format": "Resolution and aspect match the SKU's target size.",
     "keyframe_brand_background": "Border colour is within the ΔE limit of the brand kit's background.",
@@ -60,19 +64,28 @@ def keyframe_scores(sku: Sku, layers: KeyframeLayers) -> KeyframeScores:
     check_specs=check_specs("keyframe", KEYFRAME_CHECKS),
     can_subset=True,
     backfill_policy=sku_backfill_policy(),
+    required_resource_keys=set(KEYFRAME_PROVIDERS),
 )
 def keyframe(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
-    compose: ComposeKeyframes,
     quality_bar: QualityBarResource,
+    routing: RoutingResource,
+    prices: PricesResource,
 ):
+    try:
+        policy = load_policy(prices.table, routing.path)
+    except PolicyError as error:
+        raise dg.Failure(description=str(error)) from None
+
     def keyframe_for(sku_id: str) -> SkuOutcome:
         sku = load_sku(storage, sku_id)
         record = read_record(storage, sku, "keyframe")
         reused = record is not None
         if record is None:
-            record = render_keyframe(storage, sku, compose, context.log.info)
+            provider = first_available_provider(policy.route(sku.fields).keyframe, context)
+            with pool_slot(context.instance, provider.pool, context.run.run_id, f"keyframe[{sku_id}]", context.log.info):
+                record = render_keyframe(storage, sku, provider, context.log.info)
         else:
             context.log.info(f"{sku.sku_id}: keyframe for {sku.content_hash} exists, reused")
         outcomes = judge_keyframe(KeyframeScores(**record["scores"]), quality_bar.thresholds(sku.tier))
@@ -91,7 +104,19 @@ def keyframe(
     yield from run_per_sku(context, "keyframe", list(KEYFRAME_CHECKS), keyframe_for)
 
 
-def render_keyframe(storage: StorageResource, sku: Sku, compose: ComposeKeyframes, log) -> dict:
+def first_available_provider(chain: tuple[str, ...], context: dg.AssetExecutionContext):
+    skipped = []
+    for name in chain:
+        provider = getattr(context.resources, name)
+        availability = provider.availability()
+        if availability.available:
+            return provider
+        context.log.info(f"keyframe provider {name} skipped: {availability.reason}")
+        skipped.append(f"{name}: {availability.reason}")
+    raise dg.Failure(description="no keyframe provider available: " + "; ".join(skipped))
+
+
+def render_keyframe(storage: StorageResource, sku: Sku, provider, log) -> dict:
     request = KeyframeRequest(
         sku_id=sku.sku_id,
         content_hash=sku.content_hash,
@@ -103,14 +128,14 @@ def render_keyframe(storage: StorageResource, sku: Sku, compose: ComposeKeyframe
         logo=storage.read_bytes(sku.logo_key) if sku.logo_key else None,
         size=KEYFRAME_SIZES[sku.aspect],
     )
-    result = compose.render_keyframe(request, log)
+    result = provider.render_keyframe(request, log)
     return save_render(
         storage,
         sku,
         "keyframe",
-        render_prefix(sku, "keyframe", compose.name, request.seed),
+        render_prefix(sku, "keyframe", provider.name, request.seed),
         result.layers.to_files(),
         result.cost,
         asdict(keyframe_scores(sku, result.layers)),
-        {"provider": compose.name, "size": list(request.size)},
+        {"provider": provider.name, "size": list(request.size)},
     )

@@ -106,24 +106,23 @@ def measure_sensor_tick(skus: int, work: Path) -> dict:
 def pure_work_per_sku(sample: list[str], storage_root: Path) -> float:
     """The same keyframe, clip, QA and publish work as a run does, without Dagster, on fresh storage."""
     from assets.catalog import load_sku
-    from assets.clips import ClipConfig, CLIP_SIZES, render_clip
+    from assets.clips import ClipConfig, render_attempt
     from assets.keyframes import render_keyframe
     from assets.publish import publish_files
     from pipelines.resources import build_resources
     from resources.storage import StorageResource
+    from videokit.compose import KeyframeLayers
     from videokit.qa import ClipScores
 
     resources = build_resources()
-    source = StorageResource(root=str(storage_root))
+    storage = StorageResource(root=str(storage_root))
     started = time.perf_counter()
     for sku_id in sample:
-        sku = load_sku(source, sku_id)
-        keyframe = render_keyframe(source, sku, resources["compose"], lambda _: None)
-        config = ClipConfig()
-        settings = {"provider": "motion", "duration_s": config.duration_s, "fps": config.fps, "seed": 0,
-                    "size": list(CLIP_SIZES[sku.aspect])}
-        clip = render_clip(source, sku, keyframe, resources["motion"], config, settings, lambda _: None)
-        publish_files(source, sku, clip, keyframe, ClipScores(**clip["scores"]), 5)
+        sku = load_sku(storage, sku_id)
+        keyframe = render_keyframe(storage, sku, resources["compose"], lambda _: None)
+        layers = KeyframeLayers.from_files({n: storage.read_bytes(k) for n, k in keyframe["files"].items()})
+        clip, _ = render_attempt(storage, sku, keyframe, layers, resources["motion"], ClipConfig(), 0, 1, lambda _: None)
+        publish_files(storage, sku, clip, keyframe, ClipScores(**clip["scores"]), 5)
     return (time.perf_counter() - started) / len(sample)
 
 
