@@ -6,6 +6,7 @@ Artifacts live under `skus/{sku}/{hash}/{stage}/{provider}-s{seed}/`; the stage 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +66,14 @@ def save_render(storage: StorageResource, sku: Sku, stage: str, prefix: str, fil
     record = save_attempt(storage, sku, stage, prefix, files, cost, scores, settings)
     storage.write_json(pointer_key(sku, stage), record)
     return record
+
+
+def record_render_charge(ledger, sku: Sku, stage: str, name: str, provider, seed: int, cost: Mapping[str, Any]) -> None:
+    """Every CPU and GPU render goes into the ledger's charges (API providers record their own jobs)."""
+    if provider.pool == "api":
+        return
+    key = hashlib.sha256(f"{sku.sku_id}:{sku.content_hash}:{stage}:{name}:{seed}".encode()).hexdigest()
+    ledger.record_render_charge(key, name, float(cost["cost_usd"]), sku.sku_id)
 
 
 def load_files(storage: StorageResource, record: Mapping[str, Any], names: list[str] | None = None) -> dict[str, bytes]:

@@ -7,12 +7,9 @@ spans its overlays touch. Clips land at `campaigns/{campaign}/{spec_hash}/{aspec
 CSV with the reason and the others go on; the manifest is Parquet, one row per recipient and aspect.
 """
 
-import csv
 import hashlib
 import io
-import json
 import os
-import re
 import resource
 import tempfile
 import time
@@ -25,48 +22,36 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.campaign_inputs import (
+    REJECT_COLUMNS,
+    CampaignError,
+    Recipient,
+    Reject,
+    load_campaign,
+    load_template,
+    read_recipients,
+    validate_recipients,
+    write_rejects,
+)
 from assets.catalog import write_parquet
-from assets.publish import read_manifest_row
 from resources.pricing import PricesResource
-from resources.storage import StorageError, StorageResource, parent_of, read_uri, resolve_relative
-from videokit.campaign_spec import (
-    CampaignSpec,
-    ImageSlot,
-    SpecError,
-    TextSlot,
-    check_columns,
-    check_timing,
-    load_spec,
-)
-from videokit.personalize import OverlayError, fit_text, open_image
-from videokit.probe import ClipUnreadable, probe_mp4
-from videokit.render_pool import RenderJob, RenderResult, SlotContent, render_all
-from videokit.smart_render import (
-    AspectPlan,
-    EncoderSettings,
-    TemplateError,
-    frame_window,
-    plan_spans,
-    prepare_aspect,
-    probe_template,
-)
+from resources.storage import StorageResource
+from videokit.campaign_spec import CampaignSpec, SpecError, check_timing
+from videokit.probe import probe_mp4
+from videokit.render_pool import RenderJob, RenderResult, render_all
+from videokit.smart_render import AspectPlan, EncoderSettings, frame_window, plan_spans, prepare_aspect
+from videokit.template_video import TemplateError, probe_template
 
 campaign_partitions = dg.DynamicPartitionsDefinition(name="campaign")
 
-RECIPIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MANIFEST_COLUMNS = [
     "recipient_id", "aspect", "key", "url", "duration_s", "n_frames", "width", "height", "bytes", "row_hash",
     "qa_passed", "qa_summary", "overlay_diff", "join_psnr_db", "join_step", "cpu_s", "rendered_at",
 ]
-REJECT_COLUMNS = ["row", "recipient_id", "field", "reason"]
 REJECTS_SHOWN = 20
 DEFAULT_CACHE = os.path.join(tempfile.gettempdir(), "skuvid-campaign-cache")
 
 Log = Callable[[str], None]
-
-
-class CampaignError(RuntimeError):
-    """The campaign cannot run at all (bad spec, unreadable recipients or template); the message says why."""
 
 
 class CampaignConfig(dg.Config):
@@ -74,22 +59,8 @@ class CampaignConfig(dg.Config):
     workers: int = Field(default=0, description="Render processes; 0: one per CPU core.")
     chunk_size: int = Field(default=50, description="Clips per progress line and manifest part.")
     cache_dir: str = Field(default=DEFAULT_CACHE, description="Local folder for prepared template spans.")
-
-
-@dataclass(frozen=True)
-class Reject:
-    row: int  # line in the recipients file (the header is line 1)
-    recipient_id: str
-    field: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Recipient:
-    row: int
-    recipient_id: str
-    contents: tuple[SlotContent, ...]
-    row_hash: str
+    shard: int = Field(default=0, description="This run's share of the recipients, 0..shards-1.")
+    shards: int = Field(default=1, description="Split the recipients over this many runs (machines) by id hash.")
 
 
 @dataclass
@@ -132,108 +103,6 @@ def clip_key(campaign: str, spec_hash: str, aspect: str, recipient_id: str) -> s
     return f"{campaign_prefix(campaign, spec_hash)}/{aspect_slug(aspect)}/{recipient_id}.mp4"
 
 
-def load_campaign(spec_uri: str) -> CampaignSpec:
-    try:
-        text = read_uri(spec_uri)
-    except StorageError as error:
-        raise CampaignError(f"cannot read the campaign spec: {error}") from None
-    return load_spec(text, source=spec_uri)
-
-
-def read_recipients(spec: CampaignSpec, spec_uri: str) -> tuple[pd.DataFrame, str]:
-    source = resolve_relative(spec.recipients, parent_of(spec_uri))
-    try:
-        raw = read_uri(source)
-        frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except StorageError as error:
-        raise CampaignError(f"recipients: {error}") from None
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise CampaignError(f"{source}: not a readable CSV ({error})") from None
-    check_columns(spec, list(frame.columns), spec_source=spec_uri, recipients_source=source)
-    return frame, source
-
-
-def load_template(spec: CampaignSpec, spec_uri: str, storage: StorageResource) -> bytes:
-    template = spec.template
-    if template.video is not None:
-        try:
-            return read_uri(resolve_relative(template.video, parent_of(spec_uri)))
-        except StorageError as error:
-            raise CampaignError(f"{spec_uri}: template.video: {error}") from None
-    row = read_manifest_row(storage, template.sku)
-    if row is None:
-        raise CampaignError(f"{spec_uri}: template.sku: SKU {template.sku!r} has no published clip yet "
-                            "(materialize published_video for it first)")
-    try:
-        return read_uri(row["video_url"])
-    except StorageError as error:
-        raise CampaignError(f"{spec_uri}: template.sku: {error}") from None
-
-
-def validate_recipients(spec: CampaignSpec, frame: pd.DataFrame, source: str, sizes: dict[str, tuple[int, int]]
-                        ) -> tuple[list[Recipient], list[Reject]]:
-    """Every row either becomes a Recipient with its slot contents, or a Reject naming field and reason."""
-    base = parent_of(source)
-    images: dict[str, tuple[bytes | None, str]] = {}  # uri -> (bytes, error); logos repeat across rows
-
-    def image(uri: str) -> tuple[bytes | None, str]:
-        if uri not in images:
-            try:
-                data = read_uri(resolve_relative(uri, base))
-                open_image(data)
-                images[uri] = (data, "")
-            except (StorageError, OverlayError) as error:
-                images[uri] = (None, getattr(error, "reason", str(error)))
-        return images[uri]
-
-    accepted, rejects, seen = [], [], {}
-    for index, values in enumerate(frame.to_dict("records")):
-        row = index + 2
-        values = {k: str(v).strip() for k, v in values.items()}
-        rid = values.get(spec.id_column, "")
-
-        def reject(field_name: str, reason: str) -> None:
-            rejects.append(Reject(row, rid, field_name, reason))
-
-        if not RECIPIENT_ID.match(rid):
-            reject(spec.id_column, f"{rid!r} is not a recipient id ([A-Za-z0-9_-], 1-64 characters)")
-            continue
-        if rid in seen:
-            reject(spec.id_column, f"duplicate of row {seen[rid]}")
-            continue
-        seen[rid] = row
-        missing = [name for name in spec.used_columns() if not values.get(name)]
-        if missing:
-            reject(missing[0], "missing value" + (f" (also {', '.join(missing[1:])})" if missing[1:] else ""))
-            continue
-        contents, digest, problem = [], hashlib.sha256(), None
-        for slot in spec.slots:
-            if isinstance(slot, TextSlot):
-                text = slot.format(values)
-                for aspect, size in sizes.items():
-                    _, _, w, h = slot.box_for(aspect).pixels(size)
-                    try:
-                        fit_text(text, slot.font, (w, h))
-                    except OverlayError as error:
-                        problem = ("+".join(slot.fields()) or slot.name, f"slot {slot.name} ({aspect}): {error.reason}")
-                        break
-                contents.append(SlotContent(slot, text=text))
-                digest.update(f"{slot.name}\0{text}\0".encode())
-            else:
-                data, error = image(values[slot.column])
-                if data is None:
-                    problem = (slot.column, f"{values[slot.column]}: {error}")
-                contents.append(SlotContent(slot, image=data))
-                digest.update(f"{slot.name}\0".encode() + hashlib.sha256(data or b"").digest())
-            if problem:
-                break
-        if problem:
-            reject(*problem)
-            continue
-        accepted.append(Recipient(row, rid, tuple(contents), digest.hexdigest()[:16]))
-    return accepted, rejects
-
-
 def plan_for(spec: CampaignSpec, info, aspect: str, n_frames: int) -> AspectPlan:
     gop = max(1, round(spec.encode.gop_s * info.fps))
     windows = [frame_window(slot.start_s, slot.end_s, info.fps) for slot in spec.slots]
@@ -243,10 +112,19 @@ def plan_for(spec: CampaignSpec, info, aspect: str, n_frames: int) -> AspectPlan
                       tuple(plan_spans(n_frames, windows, gop)), settings)
 
 
-def read_previous_manifest(storage: StorageResource, prefix: str) -> pd.DataFrame:
+def shard_suffix(shard: int, shards: int) -> str:
+    return "" if shards == 1 else f"-{shard:03d}-of-{shards:03d}"
+
+
+def in_shard(recipient_id: str, shard: int, shards: int) -> bool:
+    """Stable assignment of a recipient to one of `shards` runs (the same on every machine and every run)."""
+    return shards == 1 or int(hashlib.sha256(recipient_id.encode()).hexdigest()[:8], 16) % shards == shard
+
+
+def read_previous_manifest(storage: StorageResource, prefix: str, suffix: str) -> pd.DataFrame:
     """The compacted manifest plus parts left by an interrupted run; the newest row per clip wins."""
-    keys = [k for k in [f"{prefix}/manifest.parquet"] if storage.exists(k)]
-    keys += [k for k in storage.list_keys(f"{prefix}/manifest-parts/") if k.endswith(".parquet")]
+    keys = [k for k in [f"{prefix}/manifest{suffix}.parquet"] if storage.exists(k)]
+    keys += [k for k in storage.list_keys(f"{prefix}/manifest-parts{suffix}/") if k.endswith(".parquet")]
     frames = [pd.read_parquet(io.BytesIO(storage.read_bytes(k))) for k in keys]
     if not frames:
         return pd.DataFrame(columns=MANIFEST_COLUMNS)
@@ -271,18 +149,16 @@ def manifest_row(storage: StorageResource, key: str, recipient: Recipient, aspec
     }
 
 
-def write_rejects(storage: StorageResource, key: str, rejects: list[Reject]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(REJECT_COLUMNS)
-    writer.writerows([r.row, r.recipient_id, r.field, r.reason] for r in sorted(rejects, key=lambda r: r.row))
-    storage.write_bytes(key, buffer.getvalue().encode())
-
-
 def run_campaign(storage: StorageResource, campaign: str, spec_uri: str, *, workers: int = 0, chunk_size: int = 50,
-                 cache_dir: str = DEFAULT_CACHE, log: Log = print) -> CampaignReport:
-    """Validate, prepare each aspect once, render what is missing, and write clips, manifest and rejects."""
+                 cache_dir: str = DEFAULT_CACHE, shard: int = 0, shards: int = 1, log: Log = print) -> CampaignReport:
+    """Validate, prepare each aspect once, render what is missing, and write clips, manifest and rejects.
+
+    With shards > 1 this run takes only the recipients whose id hashes to `shard`, and writes its own
+    manifest and rejects files (suffix `-{shard}-of-{shards}`), so several machines can share one campaign.
+    """
     wall0, cpu0 = time.perf_counter(), time.process_time()
+    if not 0 <= shard < shards:
+        raise CampaignError(f"shard {shard} is not in 0..{shards - 1}")
     spec = load_campaign(spec_uri)
     if spec.name is not None and spec.name != campaign:
         raise CampaignError(f"{spec_uri}: name: spec is for campaign {spec.name!r}, not {campaign!r}")
@@ -294,35 +170,39 @@ def run_campaign(storage: StorageResource, campaign: str, spec_uri: str, *, work
         raise CampaignError(f"{spec_uri}: template: {error}") from None
     duration_s = spec.template.duration_s or info.duration_s
     if spec.template.video is not None and duration_s > info.duration_s + 0.5 / float(info.fps):
-        raise SpecError(spec_uri, [("template.duration_s", f"{duration_s:g} s is longer than the "
-                                    f"{info.duration_s:g}-s template video")])
+        message = f"{duration_s:g} s is longer than the {info.duration_s:g}-s template video"
+        raise SpecError(spec_uri, [("template.duration_s", message)])
     check_timing(spec, duration_s, source=spec_uri)
     n_frames = round(duration_s * info.fps)
     spec_hash = hashlib.sha256(f"{spec.fingerprint()}:{info.sha256}:{n_frames}".encode()).hexdigest()[:16]
-    prefix = campaign_prefix(campaign, spec_hash)
+    prefix, suffix = campaign_prefix(campaign, spec_hash), shard_suffix(shard, shards)
+    if shards > 1:
+        ids = frame[spec.id_column].astype(str).str.strip()
+        frame = frame[[in_shard(rid, shard, shards) for rid in ids]]
     sizes = {aspect: spec.output.size(aspect) for aspect in spec.output.aspects}
     recipients, rejects = validate_recipients(spec, frame, source, sizes)
-    log(f"{campaign}: {len(frame)} recipients, {len(recipients)} accepted, {len(rejects)} rejected; "
+    log(f"{campaign}{suffix}: {len(frame)} recipients, {len(recipients)} accepted, {len(rejects)} rejected; "
         f"template {info.width}x{info.height} {float(info.fps):g} fps, {n_frames} frames; spec hash {spec_hash}")
 
-    previous = read_previous_manifest(storage, prefix)
+    # What exists already: one listing per aspect (not one request per clip), and the previous manifest rows.
+    previous = read_previous_manifest(storage, prefix, suffix)
     known = {(r.recipient_id, r.aspect): r for r in previous.itertuples()}
     rows: dict[tuple[str, str], dict] = {}
-    lookup: dict[tuple[str, str], tuple[Recipient, str]] = {}
-    jobs: list[RenderJob] = []
+    work: list[tuple[str, str, list[Recipient]]] = []  # (aspect, prepared folder, recipients to render)
     prepare_s = 0.0
     for aspect in spec.output.aspects:
+        stored = set(storage.list_keys(f"{prefix}/{aspect_slug(aspect)}/"))
         todo = []
         for recipient in recipients:
             key = clip_key(campaign, spec_hash, aspect, recipient.recipient_id)
             earlier = known.get((recipient.recipient_id, aspect))
-            if earlier is not None and earlier.row_hash == recipient.row_hash and storage.exists(key):
+            if key in stored and earlier is not None and earlier.row_hash == recipient.row_hash:
                 rows[(recipient.recipient_id, aspect)] = {c: getattr(earlier, c) for c in MANIFEST_COLUMNS}
-            elif earlier is None and storage.exists(key):  # rendered by a run that stopped before its manifest
+            elif key in stored and earlier is None:  # rendered by a run that stopped before its manifest part
                 rows[(recipient.recipient_id, aspect)] = manifest_row(
                     storage, key, recipient, aspect, storage.read_bytes(key), None)
             else:
-                todo.append((recipient, key))
+                todo.append(recipient)
         if not todo:
             continue
         started = time.perf_counter()
@@ -332,37 +212,29 @@ def run_campaign(storage: StorageResource, campaign: str, spec_uri: str, *, work
         changed = sum(s.length for s in plan.spans if s.changed)
         log(f"{aspect}: template prepared in {time.perf_counter() - started:.1f} s; {len(plan.spans)} spans, "
             f"{changed}/{n_frames} frames re-encoded per recipient; {len(todo)} clips to render")
-        for recipient, key in todo:
-            lookup[(recipient.recipient_id, aspect)] = (recipient, key)
-            jobs.append(RenderJob(recipient.recipient_id, aspect, folder, recipient.contents))
+        work.append((aspect, folder, todo))
     reused = len(rows)
+    total = sum(len(todo) for _, _, todo in work)
+    by_id = {r.recipient_id: r for r in recipients}
+    jobs = (RenderJob(r.recipient_id, aspect, folder, r.contents) for aspect, folder, todo in work for r in todo)
 
-    workers = workers or os.cpu_count() or 1
-    workers = min(workers, max(1, len(jobs)))
+    workers = min(workers or os.cpu_count() or 1, max(1, total))
     rendered = qa_failed = 0
     workers_cpu = inline_cpu = 0.0
     peaks: dict[int, float] = {}
-    psnrs, steps = [], []
-    part: list[dict] = []
+    psnrs, steps, part = [], [], []
     render0 = time.perf_counter()
     run_tag = uuid.uuid4().hex[:8]
-
-    def flush_part() -> None:
-        if part:
-            write_parquet(storage, f"{prefix}/manifest-parts/{run_tag}-{rendered:08d}.parquet",
-                          pd.DataFrame(part, columns=MANIFEST_COLUMNS))
-            part.clear()
-
-    done = 0
-    for result in render_all(jobs, workers):
-        done += 1
+    for done, result in enumerate(render_all(jobs, workers), start=1):
         workers_cpu += result.cpu_s
         if result.pid == os.getpid():
             inline_cpu += result.cpu_s
         peaks[result.pid] = max(peaks.get(result.pid, 0.0), result.peak_rss_mb)
-        recipient, key = lookup[(result.recipient_id, result.aspect)]
+        recipient = by_id[result.recipient_id]
+        key = clip_key(campaign, spec_hash, result.aspect, recipient.recipient_id)
         if result.mp4 is None:
-            rejects.append(Reject(recipient.row, recipient.recipient_id, result.field, result.reason))
+            rejects.append(Reject(recipient.row, recipient.recipient_id, result.field,
+                                  f"{result.aspect}: {result.reason}"))
         elif not result.qa.passed:
             qa_failed += 1
             rejects.append(Reject(recipient.row, recipient.recipient_id, "qa", f"{result.aspect}: {result.qa.summary}"))
@@ -374,19 +246,21 @@ def run_campaign(storage: StorageResource, campaign: str, spec_uri: str, *, work
             rendered += 1
             psnrs.append(result.qa.join_psnr_db)
             steps.append(result.qa.join_step)
-        if done % chunk_size == 0 or done == len(jobs):
-            flush_part()
+        if done % chunk_size == 0 or done == total:
+            if part:  # a part per chunk: a run that dies keeps what it rendered in the manifest
+                write_parquet(storage, f"{prefix}/manifest-parts{suffix}/{run_tag}-{done:08d}.parquet",
+                              pd.DataFrame(part, columns=MANIFEST_COLUMNS))
+                part.clear()
             elapsed = time.perf_counter() - render0
             rate = done / elapsed if elapsed > 0 else 0.0
-            eta = (len(jobs) - done) / rate if rate > 0 else 0.0
-            log(f"{done}/{len(jobs)} clips ({rendered} stored, {done - rendered} rejected); "
-                f"{60 * rate:.1f} clips/min, about {eta / 60:.1f} min left")
+            log(f"{done}/{total} clips ({rendered} stored, {done - rendered} rejected); {60 * rate:.1f} clips/min, "
+                f"about {(total - done) / rate / 60 if rate else 0.0:.1f} min left")
     render_wall = time.perf_counter() - render0
 
     manifest = pd.DataFrame([rows[k] for k in sorted(rows)], columns=MANIFEST_COLUMNS)
-    manifest_key, rejects_key = f"{prefix}/manifest.parquet", f"{prefix}/rejects.csv"
+    manifest_key, rejects_key = f"{prefix}/manifest{suffix}.parquet", f"{prefix}/rejects{suffix}.csv"
     write_parquet(storage, manifest_key, manifest)
-    for stale in storage.list_keys(f"{prefix}/manifest-parts/"):
+    for stale in storage.list_keys(f"{prefix}/manifest-parts{suffix}/"):
         storage.delete(stale)
     write_rejects(storage, rejects_key, rejects)
     parent_cpu = time.process_time() - cpu0 - inline_cpu
@@ -424,7 +298,8 @@ def campaign_clips(context: dg.AssetExecutionContext, config: CampaignConfig, st
                    prices: PricesResource) -> dg.MaterializeResult:
     try:
         report = run_campaign(storage, context.partition_key, config.spec, workers=config.workers,
-                              chunk_size=max(1, config.chunk_size), cache_dir=config.cache_dir, log=context.log.info)
+                              chunk_size=max(1, config.chunk_size), cache_dir=config.cache_dir, shard=config.shard,
+                              shards=max(1, config.shards), log=context.log.info)
     except (SpecError, CampaignError) as error:
         raise dg.Failure(description=str(error)) from None
     for reject in report.rejects[:REJECTS_SHOWN]:
@@ -447,7 +322,7 @@ def campaign_clips(context: dg.AssetExecutionContext, config: CampaignConfig, st
         "wall_s": dg.MetadataValue.float(round(report.wall_s, 3)),
         "template_prepare_s": dg.MetadataValue.float(round(report.prepare_s, 3)),
         "cost_usd": dg.MetadataValue.float(cost.cost_usd),
-        "cost_per_clip_usd": dg.MetadataValue.float(round(per_clip, 8)),
+        "cost_per_clip_usd": dg.MetadataValue.float(per_clip),
         "clips_per_min": dg.MetadataValue.float(round(report.clips_per_min, 2)),
         "peak_rss_mb": dg.MetadataValue.float(round(report.peak_rss_mb, 1)),
         "min_join_psnr_db": dg.MetadataValue.float(float(report.min_join_psnr_db)),

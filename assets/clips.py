@@ -11,6 +11,7 @@ from assets.artifacts import (
     pointer_key,
     qa_summary,
     read_record,
+    record_render_charge,
     render_prefix,
     save_attempt,
 )
@@ -21,9 +22,7 @@ from assets.partitions import sku_partitions
 from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
 from resources.generators.base import ClipRequest
 from resources.pool_slots import pool_slot
-from resources.pricing import PricesResource
-from resources.quality import QualityBarResource
-from resources.routing import PolicyError, RoutingResource
+from resources.routing import PolicyError
 from resources.storage import StorageResource
 from videokit.brand import CLIP_SIZES
 from videokit.compose import KeyframeLayers, render_background
@@ -75,20 +74,16 @@ CLIP_PROVIDERS = ("motion", "wan", "wan_ti2v", "cogvideox", "runway", "kling", "
     check_specs=check_specs("clip", CLIP_CHECKS),
     can_subset=True,
     backfill_policy=sku_backfill_policy(),
-    required_resource_keys=set(CLIP_PROVIDERS),
+    # The provider is chosen per SKU, so every provider is a required resource, taken from the context.
+    required_resource_keys={"storage", "quality_bar", "routing", "prices", "ledger", *CLIP_PROVIDERS},
 )
-def clip(
-    context: dg.AssetExecutionContext,
-    config: ClipConfig,
-    storage: StorageResource,
-    quality_bar: QualityBarResource,
-    routing: RoutingResource,
-    prices: PricesResource,
-):
+def clip(context: dg.AssetExecutionContext, config: ClipConfig):
+    resources = context.resources
+    storage, quality_bar, ledger = resources.storage, resources.quality_bar, resources.ledger
     if not 3.0 <= config.duration_s <= 5.0 or not 12 <= config.fps <= 60:
         raise dg.Failure(description=f"clip config: duration_s {config.duration_s} must be 3-5 and fps {config.fps} 12-60")
     try:
-        policy = load_policy(prices.table, routing.path)
+        policy = load_policy(resources.prices.table, resources.routing.path)
     except PolicyError as error:
         raise dg.Failure(description=str(error)) from None
     providers = {name: getattr(context.resources, name) for name in CLIP_PROVIDERS}
@@ -108,10 +103,13 @@ def clip(
         route = policy.route(sku.fields)
         layers = KeyframeLayers.from_files(load_files(storage, keyframe_record))
 
-        def render(provider, seed: int, attempt: int) -> tuple[dict, bool]:
+        def render(name: str, provider, seed: int, attempt: int) -> tuple[dict, bool]:
             with pool_slot(context.instance, provider.pool, context.run.run_id, f"clip[{sku.sku_id}]", context.log.info):
-                return render_attempt(storage, sku, keyframe_record, layers, provider, config, seed, attempt,
-                                      context.log.info)
+                record, reused = render_attempt(storage, sku, keyframe_record, layers, name, provider, config, seed,
+                                                attempt, context.log.info)
+            if not reused:
+                record_render_charge(ledger, sku, "clip", name, provider, seed, record["cost"])
+            return record, reused
 
         result = escalate(route.clip, providers, retakes=policy.retakes, base_seed=config.seed, render=render,
                           judge=judge, log=context.log.info)
@@ -140,16 +138,16 @@ def clip(
     yield from run_per_sku(context, "clip", list(CLIP_CHECKS), clip_for)
 
 
-def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, layers: KeyframeLayers, provider,
-                   config: ClipConfig, seed: int, attempt: int, log) -> tuple[dict, bool]:
-    """One take by one provider: reused when this provider, seed and settings are already on record."""
-    prefix = render_prefix(sku, "clip", provider.name, seed)
-    settings = {"provider": provider.name, "duration_s": config.duration_s, "fps": config.fps, "seed": seed,
+def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, layers: KeyframeLayers, name: str,
+                   provider, config: ClipConfig, seed: int, attempt: int, log) -> tuple[dict, bool]:
+    """One take by one provider (by its routing name): reused when this name, seed and settings are on record."""
+    prefix = render_prefix(sku, "clip", name, seed)
+    settings = {"provider": name, "duration_s": config.duration_s, "fps": config.fps, "seed": seed,
                 "size": list(CLIP_SIZES[sku.aspect])}
     if storage.exists(f"{prefix}/record.json"):
         record = storage.read_json(f"{prefix}/record.json")
         if record["settings"] == settings:
-            log(f"{sku.sku_id}: {provider.name} seed {seed} already rendered for {sku.content_hash}, reused")
+            log(f"{sku.sku_id}: {name} seed {seed} already rendered for {sku.content_hash}, reused")
             return record, True
     request = ClipRequest(
         sku_id=sku.sku_id,

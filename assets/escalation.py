@@ -40,7 +40,7 @@ class Escalation:
         return f"rule {rule!r}. " + ". ".join(part for part in (skipped, tried) if part)
 
 
-RenderAttempt = Callable[[object, int, int], tuple[dict, bool]]
+RenderAttempt = Callable[[str, object, int, int], tuple[dict, bool]]
 
 
 def escalate(
@@ -53,7 +53,7 @@ def escalate(
     judge: Callable[[dict], list[CheckOutcome]],
     log: Callable[[str], None],
 ) -> Escalation:
-    """`render(provider, seed, attempt_number)` returns (record, reused); `judge(record)` the blocking checks."""
+    """`render(name, provider, seed, attempt_number)` returns (record, reused); `judge(record)` the blocking checks."""
     result = Escalation(record=None, passed=False)
     number = 0
     for name in chain:
@@ -66,7 +66,7 @@ def escalate(
         for take in range(retakes + 1):
             seed, number = base_seed + take, number + 1
             try:
-                record, reused = render(provider, seed, number)
+                record, reused = render(name, provider, seed, number)
             except BudgetExceeded as error:
                 log(f"{name}: skipped, budget spent: {error}")
                 result.skipped.append((name, f"budget spent: {error}"))

@@ -5,16 +5,14 @@ from dataclasses import asdict
 import dagster as dg
 import numpy as np
 
-from assets.artifacts import cost_metadata, qa_summary, read_record, render_prefix, save_render
+from assets.artifacts import cost_metadata, qa_summary, read_record, record_render_charge, render_prefix, save_render
 from assets.catalog import Sku, load_sku, sku_catalog
 from assets.cost_estimate import load_policy
 from assets.partitions import sku_partitions
 from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
 from resources.generators.base import KeyframeRequest
 from resources.pool_slots import pool_slot
-from resources.pricing import PricesResource
-from resources.quality import QualityBarResource
-from resources.routing import PolicyError, RoutingResource
+from resources.routing import PolicyError
 from resources.storage import StorageResource
 from videokit.brand import KEYFRAME_SIZES
 from videokit.compose import KeyframeLayers, render_background
@@ -64,17 +62,14 @@ def keyframe_scores(sku: Sku, layers: KeyframeLayers) -> KeyframeScores:
     check_specs=check_specs("keyframe", KEYFRAME_CHECKS),
     can_subset=True,
     backfill_policy=sku_backfill_policy(),
-    required_resource_keys=set(KEYFRAME_PROVIDERS),
+    # The provider is chosen per SKU, so every provider is a required resource, taken from the context.
+    required_resource_keys={"storage", "quality_bar", "routing", "prices", "ledger", *KEYFRAME_PROVIDERS},
 )
-def keyframe(
-    context: dg.AssetExecutionContext,
-    storage: StorageResource,
-    quality_bar: QualityBarResource,
-    routing: RoutingResource,
-    prices: PricesResource,
-):
+def keyframe(context: dg.AssetExecutionContext):
+    resources = context.resources
+    storage, quality_bar = resources.storage, resources.quality_bar
     try:
-        policy = load_policy(prices.table, routing.path)
+        policy = load_policy(resources.prices.table, resources.routing.path)
     except PolicyError as error:
         raise dg.Failure(description=str(error)) from None
 
@@ -83,9 +78,10 @@ def keyframe(
         record = read_record(storage, sku, "keyframe")
         reused = record is not None
         if record is None:
-            provider = first_available_provider(policy.route(sku.fields).keyframe, context)
+            name, provider = first_available_provider(policy.route(sku.fields).keyframe, context)
             with pool_slot(context.instance, provider.pool, context.run.run_id, f"keyframe[{sku_id}]", context.log.info):
                 record = render_keyframe(storage, sku, provider, context.log.info)
+            record_render_charge(resources.ledger, sku, "keyframe", name, provider, 0, record["cost"])
         else:
             context.log.info(f"{sku.sku_id}: keyframe for {sku.content_hash} exists, reused")
         outcomes = judge_keyframe(KeyframeScores(**record["scores"]), quality_bar.thresholds(sku.tier))
@@ -110,7 +106,7 @@ def first_available_provider(chain: tuple[str, ...], context: dg.AssetExecutionC
         provider = getattr(context.resources, name)
         availability = provider.availability()
         if availability.available:
-            return provider
+            return name, provider
         context.log.info(f"keyframe provider {name} skipped: {availability.reason}")
         skipped.append(f"{name}: {availability.reason}")
     raise dg.Failure(description="no keyframe provider available: " + "; ".join(skipped))

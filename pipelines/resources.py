@@ -1,21 +1,61 @@
-"""Every resource, built from the environment in one place."""
+"""Every resource, built from the environment in one place. API keys come in through `EnvVar`."""
 
 import os
 
+from dagster import EnvVar
+
+from resources.generators.cogvideox import CogVideoXClips
 from resources.generators.cpu import ComposeKeyframes, MotionClips
+from resources.generators.flux import FluxKeyframes
+from resources.generators.kling import KlingClips
+from resources.generators.pika import PikaClips
+from resources.generators.runway import RunwayClips
+from resources.generators.wan import WanClips
+from resources.ledger import LedgerResource
 from resources.pricing import PricesResource
 from resources.quality import QualityBarResource
 from resources.routing import RoutingResource
 from resources.storage import StorageResource
 
 
-def build_resources() -> dict:
+def secret(name: str) -> EnvVar | None:
+    """The key as an EnvVar (its value never enters config or logs); None when unset, so the provider
+    reports itself unavailable instead of failing the whole code location."""
+    return EnvVar(name) if os.environ.get(name) else None
+
+
+def api_settings() -> dict[str, dict]:
+    """Keys and base URLs of the API providers; base URLs are settable for staging and emulators."""
+    settings = {
+        "runway": {"api_key": secret("RUNWAYML_API_SECRET"), "base_url": os.environ.get("SKUVID_RUNWAY_BASE_URL")},
+        "kling": {"access_key": secret("KLING_ACCESS_KEY"), "secret_key": secret("KLING_SECRET_KEY"),
+                  "base_url": os.environ.get("SKUVID_KLING_BASE_URL")},
+        "pika": {"api_key": secret("FAL_KEY"), "base_url": os.environ.get("SKUVID_FAL_BASE_URL")},
+    }
+    return {name: {k: v for k, v in fields.items() if v is not None} for name, fields in settings.items()}
+
+
+def build_resources(api_overrides: dict[str, dict] | None = None) -> dict:
     prices = PricesResource(path=os.environ.get("SKUVID_PRICES"))
+    storage = StorageResource(root=os.environ.get("SKUVID_STORAGE_ROOT", ".data"))
+    ledger = LedgerResource(daily_budget_usd=float(os.environ["SKUVID_DAILY_BUDGET_USD"])
+                            if os.environ.get("SKUVID_DAILY_BUDGET_USD") else None)
+    api = {**api_settings(), **(api_overrides or {})}
+    shared_api = {"storage": storage, "ledger": ledger, "prices": prices}
+    gpu_device = os.environ.get("SKUVID_GPU_DEVICE", "cuda")
     return {
-        "storage": StorageResource(root=os.environ.get("SKUVID_STORAGE_ROOT", ".data")),
+        "storage": storage,
         "prices": prices,
+        "ledger": ledger,
         "quality_bar": QualityBarResource(),
         "routing": RoutingResource(path=os.environ.get("SKUVID_ROUTING")),
         "compose": ComposeKeyframes(prices=prices),
+        "flux": FluxKeyframes(prices=prices, device=gpu_device),
         "motion": MotionClips(prices=prices),
+        "wan": WanClips(prices=prices, device=gpu_device, variant="vace-1.3b"),
+        "wan_ti2v": WanClips(prices=prices, device=gpu_device, variant="ti2v-5b"),
+        "cogvideox": CogVideoXClips(prices=prices, device=gpu_device),
+        "runway": RunwayClips(**api["runway"], **shared_api),
+        "kling": KlingClips(**api["kling"], **shared_api),
+        "pika": PikaClips(**api["pika"], **shared_api),
     }

@@ -7,8 +7,8 @@ is never paid for twice and a budget is never exceeded, whatever crashes":
   every budget scope it draws on. A reservation is one conditional UPDATE per scope, so concurrent runs in
   any number of processes can never reserve past a limit.
 - The provider's task id is written before the first poll, so a re-run resumes the task instead of paying
-  for a new one; the status `submitting` marks the window in which a create request may have reached the
-  provider without its answer reaching us.
+  for a new one. `submitting` marks the window in which a create request is on its way; a job whose
+  request may have made a task that nobody knows the id of is `unconfirmed` and keeps its reservation.
 - A charge is written once per job (unique job key) when the provider reports success, moving the amount
   from reserved to spent. Failed and refused jobs release their reservation.
 
@@ -18,6 +18,7 @@ Money is stored as integer micro-dollars so that limits compare exactly on both 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,14 +73,15 @@ def day_scope(moment: datetime | None = None) -> str:
 
 class JobStatus(StrEnum):
     RESERVED = "reserved"  # budget reserved; nothing sent to the provider yet
-    SUBMITTING = "submitting"  # a create request may have reached the provider
+    SUBMITTING = "submitting"  # a run is sending the create request
+    UNCONFIRMED = "unconfirmed"  # the create request may have made a task, and no one knows its id
     SUBMITTED = "submitted"  # the provider's task id is recorded
     SUCCEEDED = "succeeded"  # output ready; the charge is recorded
     FAILED = "failed"  # the provider failed the task or rejected the request; nothing charged
     REFUSED = "refused"  # content moderation refused it; nothing charged
 
 
-OPEN_STATUSES = (JobStatus.RESERVED, JobStatus.SUBMITTING, JobStatus.SUBMITTED)
+OPEN_STATUSES = (JobStatus.RESERVED, JobStatus.SUBMITTING, JobStatus.UNCONFIRMED, JobStatus.SUBMITTED)
 
 metadata = MetaData()
 
@@ -92,6 +94,8 @@ api_jobs = Table(
     Column("sku_id", String(64), nullable=False),
     Column("content_hash", String(128), nullable=False),
     Column("attempt", Integer, nullable=False),
+    # 1, and one more each time a failed job is re-armed: a new round is a new provider task.
+    Column("submission_round", Integer, nullable=False),
     Column("params", JSON, nullable=False),
     Column("scopes", JSON, nullable=False),
     Column("status", String(16), nullable=False),
@@ -111,6 +115,7 @@ charges = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_key", String(64), nullable=False, unique=True),
     Column("provider", String(32), nullable=False),
+    Column("sku_id", String(64)),
     Column("micro_usd", BigInteger, nullable=False),
     Column("day", String(10), nullable=False),
     Column("scopes", JSON, nullable=False),
@@ -136,14 +141,22 @@ class LedgerError(RuntimeError):
 class BudgetExceeded(LedgerError):
     """A reservation would take a budget scope past its limit; nothing was reserved and nothing was sent."""
 
-    def __init__(self, *, scope: str, limit_usd: float, spent_usd: float, reserved_usd: float, asked_usd: float,
-                 job: str):
+    def __init__(
+        self,
+        *,
+        scope: str,
+        limit_usd: float,
+        spent_usd: float,
+        reserved_usd: float,
+        asked_usd: float,
+        job: str,
+    ):
         self.scope, self.limit_usd, self.spent_usd = scope, limit_usd, spent_usd
         self.reserved_usd, self.asked_usd = reserved_usd, asked_usd
         left = max(0.0, limit_usd - spent_usd - reserved_usd)
         super().__init__(
-            f"budget {scope} refuses ${asked_usd:.4f} for {job}: limit ${limit_usd:.4f}, spent ${spent_usd:.4f}, "
-            f"reserved ${reserved_usd:.4f} (${left:.4f} left)"
+            f"budget {scope} refuses ${asked_usd:.4f} for {job}: limit ${limit_usd:.4f}, "
+            f"spent ${spent_usd:.4f}, reserved ${reserved_usd:.4f} (${left:.4f} left)"
         )
 
 
@@ -172,6 +185,8 @@ class ApiJob:
     model: str
     sku_id: str
     attempt: int
+    submission_round: int
+    params: Mapping[str, Any]
     status: JobStatus
     scopes: tuple[str, ...]
     price_usd: float
@@ -191,6 +206,8 @@ class ApiJob:
             model=row["model"],
             sku_id=row["sku_id"],
             attempt=row["attempt"],
+            submission_round=row["submission_round"],
+            params=row["params"],
             status=JobStatus(row["status"]),
             scopes=tuple(row["scopes"]),
             price_usd=to_usd(row["price_micro_usd"]),
@@ -222,29 +239,38 @@ class Charge:
     usd: float
     day: str
     scopes: tuple[str, ...]
+    sku_id: str | None = None
 
 
 _engines: dict[tuple[str, int], Engine] = {}
+_engines_lock = threading.Lock()
 
 
 def ledger_engine(url: str, busy_timeout_s: float = 30.0) -> Engine:
     """One engine per URL and process (engines must not cross a fork), with the tables created."""
     cache_key = (url, os.getpid())
-    if cache_key not in _engines:
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(url, busy_timeout_s)
-        elif parsed.get_backend_name() == "postgresql":
-            engine = create_engine(url, pool_pre_ping=True)
-        else:
-            raise LedgerError(f"ledger URL must be sqlite:/// or postgresql+psycopg2://, got {parsed.drivername}://")
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Concurrent CREATE TABLE of the same name fails in PostgreSQL; serialize first use.
-                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
-            metadata.create_all(connection)
-        _engines[cache_key] = engine
-    return _engines[cache_key]
+    with _engines_lock:
+        if cache_key not in _engines:
+            _engines[cache_key] = _create_ledger_engine(url, busy_timeout_s)
+        return _engines[cache_key]
+
+
+def _create_ledger_engine(url: str, busy_timeout_s: float) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(url, busy_timeout_s)
+    elif parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, pool_pre_ping=True)
+    else:
+        raise LedgerError(
+            f"ledger URL must be sqlite:/// or postgresql+psycopg2://, got {parsed.drivername}://"
+        )
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Concurrent CREATE TABLE of the same name fails in PostgreSQL; serialize first use.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
+        metadata.create_all(connection)
+    return engine
 
 
 def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
@@ -279,8 +305,8 @@ class LedgerResource(ConfigurableResource):
 
     url: str | None = Field(
         default=None,
-        description=f"SQLAlchemy URL (sqlite:///path or postgresql+psycopg2://...); default: ${LEDGER_URL_ENV}, "
-        f"else {DEFAULT_LEDGER_URL}.",
+        description="SQLAlchemy URL (sqlite:///path or postgresql+psycopg2://...); "
+        f"default: ${LEDGER_URL_ENV}, else {DEFAULT_LEDGER_URL}.",
     )
     daily_budget_usd: float | None = Field(
         default=None, description="Limit on API spending per UTC day; none: unlimited (still tracked)."
@@ -304,7 +330,9 @@ class LedgerResource(ConfigurableResource):
         with self._transaction() as connection:
             self._ensure_scope(connection, scope)
             connection.execute(
-                update(budgets).where(budgets.c.scope == scope).values(limit_micro_usd=limit, updated_at=_now())
+                update(budgets)
+                .where(budgets.c.scope == scope)
+                .values(limit_micro_usd=limit, updated_at=_now())
             )
 
     def budget(self, scope: str) -> Budget | None:
@@ -318,28 +346,52 @@ class LedgerResource(ConfigurableResource):
             query = query.where(charges.c.provider == provider)
         with self._transaction() as connection:
             rows = connection.execute(query).mappings().all()
-        return [Charge(r["job_key"], r["provider"], to_usd(r["micro_usd"]), r["day"], tuple(r["scopes"])) for r in rows]
+        return [
+            Charge(r["job_key"], r["provider"], to_usd(r["micro_usd"]), r["day"], tuple(r["scopes"]), r["sku_id"])
+            for r in rows
+        ]
+
+    def record_render_charge(self, key: str, provider: str, usd: float, sku_id: str) -> bool:
+        """Record what a CPU or GPU render cost, once per key, so reports see every render, not only API jobs.
+
+        Not reserved against budgets: budgets bound money sent to API providers.
+        """
+        with self._transaction() as connection:
+            return bool(_insert_ignoring_conflict(
+                connection,
+                charges,
+                {"job_key": key, "provider": provider, "sku_id": sku_id, "micro_usd": to_micros(usd),
+                 "day": day_scope().removeprefix("day:"), "scopes": [], "created_at": _now()},
+            ))
 
     def _ensure_scope(self, connection: Connection, scope: str) -> None:
         _insert_ignoring_conflict(
             connection,
             budgets,
-            {"scope": scope, "limit_micro_usd": None, "reserved_micro_usd": 0, "spent_micro_usd": 0,
-             "updated_at": _now()},
+            {
+                "scope": scope,
+                "limit_micro_usd": None,
+                "reserved_micro_usd": 0,
+                "spent_micro_usd": 0,
+                "updated_at": _now(),
+            },
         )
 
     def _reserve(self, connection: Connection, scopes: Sequence[str], amount: int, job: str) -> None:
-        """Reserve `amount` on every scope or raise BudgetExceeded (the caller's transaction then rolls back)."""
+        """Reserve `amount` on every scope, or raise BudgetExceeded and let the transaction roll back."""
         # A fixed order keeps two transactions from locking the same scopes in opposite orders.
         for scope in sorted(scopes):
             self._ensure_scope(connection, scope)
             if scope.startswith("day:"):
                 # The resource config is the source of truth for the daily limit.
                 limit = None if self.daily_budget_usd is None else to_micros(self.daily_budget_usd)
-                connection.execute(update(budgets).where(budgets.c.scope == scope).values(limit_micro_usd=limit))
+                connection.execute(
+                    update(budgets).where(budgets.c.scope == scope).values(limit_micro_usd=limit)
+                )
             fits = or_(
                 budgets.c.limit_micro_usd.is_(None),
-                budgets.c.spent_micro_usd + budgets.c.reserved_micro_usd + amount <= budgets.c.limit_micro_usd,
+                budgets.c.spent_micro_usd + budgets.c.reserved_micro_usd + amount
+                <= budgets.c.limit_micro_usd,
             )
             reserved = connection.execute(
                 update(budgets)
@@ -349,8 +401,14 @@ class LedgerResource(ConfigurableResource):
             if reserved.rowcount != 1:
                 row = connection.execute(select(budgets).where(budgets.c.scope == scope)).mappings().one()
                 state = _budget_from_row(row)
-                raise BudgetExceeded(scope=scope, limit_usd=state.limit_usd, spent_usd=state.spent_usd,
-                                     reserved_usd=state.reserved_usd, asked_usd=to_usd(amount), job=job)
+                raise BudgetExceeded(
+                    scope=scope,
+                    limit_usd=state.limit_usd,
+                    spent_usd=state.spent_usd,
+                    reserved_usd=state.reserved_usd,
+                    asked_usd=to_usd(amount),
+                    job=job,
+                )
 
     def _move(self, connection: Connection, scopes: Sequence[str], amount: int, *, spend: bool) -> None:
         """Take `amount` out of the reservations of `scopes`, adding it to spent when `spend`."""
@@ -386,9 +444,17 @@ class LedgerResource(ConfigurableResource):
                         connection.execute(
                             update(api_jobs)
                             .where(api_jobs.c.idempotency_key == spec.key)
-                            .values(status=JobStatus.RESERVED, scopes=list(scopes), provider_task_id=None,
-                                    task_info=None, failure_reason=None, output_url=None,
-                                    price_micro_usd=to_micros(spec.price_usd), updated_at=_now())
+                            .values(
+                                status=JobStatus.RESERVED,
+                                submission_round=existing.submission_round + 1,
+                                scopes=list(scopes),
+                                provider_task_id=None,
+                                task_info=None,
+                                failure_reason=None,
+                                output_url=None,
+                                price_micro_usd=to_micros(spec.price_usd),
+                                updated_at=_now(),
+                            )
                         )
                     return self._job(connection, spec.key)
             except IntegrityError:
@@ -406,19 +472,31 @@ class LedgerResource(ConfigurableResource):
             )
         return claimed.rowcount == 1
 
-    def reclaim_stale_submission(self, key: str, older_than: timedelta) -> bool:
-        """Take over a job left in `submitting` for longer than `older_than` (its run died mid-request).
+    def mark_unconfirmed(self, key: str, reason: str) -> None:
+        """submitting -> unconfirmed: the run that sent the create request stops not knowing its outcome."""
+        with self._transaction() as connection:
+            connection.execute(
+                update(api_jobs)
+                .where(api_jobs.c.idempotency_key == key, api_jobs.c.status == JobStatus.SUBMITTING)
+                .values(status=JobStatus.UNCONFIRMED, failure_reason=reason[:2000], updated_at=_now())
+            )
 
-        Only one caller wins; it then decides whether a task was created. False while a live run may
-        still be waiting for the answer.
-        """
+    def claim_unconfirmed(self, key: str, stale_after: timedelta) -> bool:
+        """Take over an unconfirmed job, or one left in `submitting` for longer than `stale_after` (its run
+        died mid-request), to find out whether a task exists. Only one caller wins."""
         now = _now()
         with self._transaction() as connection:
             taken = connection.execute(
                 update(api_jobs)
-                .where(api_jobs.c.idempotency_key == key, api_jobs.c.status == JobStatus.SUBMITTING,
-                       api_jobs.c.updated_at < now - older_than)
-                .values(updated_at=now)
+                .where(
+                    api_jobs.c.idempotency_key == key,
+                    or_(
+                        api_jobs.c.status == JobStatus.UNCONFIRMED,
+                        (api_jobs.c.status == JobStatus.SUBMITTING)
+                        & (api_jobs.c.updated_at < now - stale_after),
+                    ),
+                )
+                .values(status=JobStatus.SUBMITTING, updated_at=now)
             )
         return taken.rowcount == 1
 
@@ -427,8 +505,12 @@ class LedgerResource(ConfigurableResource):
             connection.execute(
                 update(api_jobs)
                 .where(api_jobs.c.idempotency_key == key, api_jobs.c.status.in_(OPEN_STATUSES))
-                .values(status=JobStatus.SUBMITTED, provider_task_id=task_id, task_info=dict(task_info or {}),
-                        updated_at=_now())
+                .values(
+                    status=JobStatus.SUBMITTED,
+                    provider_task_id=task_id,
+                    task_info=dict(task_info or {}),
+                    updated_at=_now(),
+                )
             )
             return self._job(connection, key)
 
@@ -447,15 +529,26 @@ class LedgerResource(ConfigurableResource):
             _insert_ignoring_conflict(
                 connection,
                 charges,
-                {"job_key": key, "provider": job.provider, "micro_usd": amount, "day": _day_of(job.scopes),
-                 "scopes": list(job.scopes), "created_at": _now()},
+                {
+                    "job_key": key,
+                    "provider": job.provider,
+                    "sku_id": job.sku_id,
+                    "micro_usd": amount,
+                    "day": _day_of(job.scopes),
+                    "scopes": list(job.scopes),
+                    "created_at": _now(),
+                },
             )
             self._move(connection, job.scopes, amount, spend=True)
             connection.execute(
                 update(api_jobs)
                 .where(api_jobs.c.idempotency_key == key)
-                .values(status=JobStatus.SUCCEEDED, output_url=output_url, charged_micro_usd=amount,
-                        updated_at=_now())
+                .values(
+                    status=JobStatus.SUCCEEDED,
+                    output_url=output_url,
+                    charged_micro_usd=amount,
+                    updated_at=_now(),
+                )
             )
             return True
 
@@ -487,7 +580,9 @@ class LedgerResource(ConfigurableResource):
 
     def _set_output_url(self, connection: Connection, key: str, output_url: str) -> None:
         connection.execute(
-            update(api_jobs).where(api_jobs.c.idempotency_key == key).values(output_url=output_url, updated_at=_now())
+            update(api_jobs)
+            .where(api_jobs.c.idempotency_key == key)
+            .values(output_url=output_url, updated_at=_now())
         )
 
 
@@ -517,6 +612,7 @@ def _new_job_row(spec: JobSpec, scopes: tuple[str, ...]) -> dict[str, Any]:
         "sku_id": spec.sku_id,
         "content_hash": spec.content_hash,
         "attempt": spec.attempt,
+        "submission_round": 1,
         "params": dict(spec.params),
         "scopes": list(scopes),
         "status": JobStatus.RESERVED,

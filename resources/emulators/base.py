@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,22 +77,23 @@ Phase = Literal["queued", "running", "succeeded", "failed", "refused"]
 @dataclass
 class EmulatedTask:
     task_id: str
-    image: bytes
-    size: tuple[int, int]
     seconds: float
-    fps: int
     params: dict[str, Any]
     script: TaskScript
     external_id: str | None = None
     created: float = field(default_factory=time.monotonic)
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     downloads: int = 0
+    # Rendered in the background from creation on, as a real provider does while the task runs.
+    video: Future[bytes] | None = None
 
     def phase(self) -> Phase:
         elapsed = time.monotonic() - self.created
         if elapsed < self.script.queued_s:
             return "queued"
         if self.script.outcome == "never" or elapsed < self.script.queued_s + self.script.running_s:
+            return "running"
+        if self.script.outcome == "succeed" and self.video is not None and not self.video.done():
             return "running"
         return {"succeed": "succeeded", "fail": "failed", "refuse": "refused"}[self.script.outcome]
 
@@ -206,14 +208,19 @@ class EmulatorServer:
         self._lock = threading.Lock()
         self._server: _QuietServer | None = None
         self._thread: threading.Thread | None = None
+        self._renderer = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{self.provider}-render")
 
     # ---------------------------------------------------------------- control
 
     def start(self) -> Self:
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._server = _QuietServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.provider}-emulator",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.provider}-emulator",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -222,6 +229,7 @@ class EmulatorServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        self._renderer.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -268,12 +276,22 @@ class EmulatorServer:
     def rate_limited_body(self) -> Any:
         return {"error": "Too many requests"}
 
-    def new_task(self, image: bytes, size: tuple[int, int], seconds: float, params: dict[str, Any],
-                 external_id: str | None = None) -> EmulatedTask:
+    def new_task(
+        self,
+        image: bytes,
+        size: tuple[int, int],
+        seconds: float,
+        params: dict[str, Any],
+        external_id: str | None = None,
+    ) -> EmulatedTask:
         task = EmulatedTask(
-            task_id=secrets.token_hex(12), image=image, size=size, seconds=seconds, fps=self.output_fps,
-            params=params, script=self.script, external_id=external_id,
+            task_id=secrets.token_hex(12),
+            seconds=seconds,
+            params=params,
+            script=self.script,
+            external_id=external_id,
         )
+        task.video = self._renderer.submit(zoom_clip, image, size, seconds, self.output_fps)
         with self._lock:
             self.tasks[task.task_id] = task
         return task
@@ -303,11 +321,16 @@ class EmulatorServer:
             task.downloads += 1
         if expired:
             return json_answer((403, 410)[task.downloads % 2], {"error": "Request has expired"})
-        return Answer(200, zoom_clip(task.image, task.size, task.seconds, task.fps), content_type="video/mp4")
+        return Answer(200, task.video.result(), content_type="video/mp4")
 
     def _all_routes(self) -> list[Route]:
-        download = Route("GET", re.compile(r"/outputs/(?P<task_id>\w+)/(?P<token>\w+)\.mp4"), "download",
-                         self._serve_download, authenticated=False)
+        download = Route(
+            "GET",
+            re.compile(r"/outputs/(?P<task_id>\w+)/(?P<token>\w+)\.mp4"),
+            "download",
+            self._serve_download,
+            authenticated=False,
+        )
         return [*self.routes(), download]
 
     def serve(self, handler: _Handler, exchange: Exchange) -> None:
@@ -347,6 +370,8 @@ class EmulatorServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, each answer stalls on a delayed ACK.
+    disable_nagle_algorithm = True
     emulator: EmulatorServer
 
     def do_GET(self) -> None:

@@ -12,17 +12,20 @@ how its refusals look). `ApiClipProvider.render_clip` runs the rest:
    (asking the task for a fresh URL when the old one expired);
 4. check that the video decodes and is long enough, fit it to the requested size, make it loop, encode it.
 
-Create requests are never repeated when their answer may have been lost (read timeout, dropped connection):
-a provider that can look tasks up by our own id (Kling) is asked; otherwise the job stops in `submitting`
-with SubmissionUncertain, unless `resubmit_unconfirmed` accepts the risk of a second provider charge.
+Create requests are never repeated when their answer may have been lost (read timeout, dropped connection,
+a run killed mid-request): a provider that can look tasks up by our own id (Kling) is asked; otherwise the
+job is left `unconfirmed` (its budget still reserved) with SubmissionUncertain, unless `resubmit_unconfirmed`
+accepts the risk of a second provider charge. The ledger charges a job once either way.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
+import ssl
 import time
 from abc import abstractmethod
 from collections import Counter
@@ -31,22 +34,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
+import av
 import httpx
 import numpy as np
 from dagster import ConfigurableResource
 from PIL import Image
 from pydantic import Field
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
-from tenacity import wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
 
 from resources.generators.base import Availability, ClipRequest, ClipResult, Log, measure_usage
 from resources.ledger import ApiJob, JobSpec, JobStatus, LedgerResource
-from resources.pricing import CostRecord, PriceTable, PriceTableError, PricesResource
+from resources.pricing import CostRecord, PricesResource, PriceTable, PriceTableError
 from resources.storage import StorageResource
-from videokit.encode import ClipFile, EncodeSettings, decode_rgb, encode_jpeg, encode_mp4
+from videokit.encode import ClipFile, EncodeSettings, encode_jpeg, encode_mp4
 from videokit.loop import fit_to_size, make_seamless_loop
 from videokit.probe import ClipUnreadable, probe_mp4
 
@@ -112,8 +122,15 @@ class ProviderUnavailable(ProviderError):
 class ProviderJobFailed(ProviderError):
     """The provider ran the task and reports it failed (or cancelled); the reason is the provider's."""
 
-    def __init__(self, provider: str, message: str, request: RequestInfo | None = None, *, reason: str = "",
-                 code: str = ""):
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        request: RequestInfo | None = None,
+        *,
+        reason: str = "",
+        code: str = "",
+    ):
         super().__init__(provider, message, request)
         self.reason, self.code = reason, code
 
@@ -170,6 +187,13 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 # --------------------------------------------------------------------------- HTTP
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context (httpx's default) for every client: loading the CA bundle costs more than
+    a small request."""
+    return httpx.create_ssl_context()
+
+
 @dataclass(frozen=True)
 class HttpPolicy:
     connect_timeout_s: float
@@ -184,32 +208,44 @@ class ApiHttp:
     """httpx with explicit timeouts, bounded retries with jittered backoff (Retry-After honoured) and errors
     that name the request; every message is scrubbed of the provider's secrets."""
 
-    def __init__(self, provider: str, policy: HttpPolicy, auth_headers: Callable[[], Mapping[str, str]],
-                 secrets: Sequence[str], log: Log):
+    def __init__(
+        self,
+        provider: str,
+        policy: HttpPolicy,
+        auth_headers: Callable[[], Mapping[str, str]],
+        secrets: Sequence[str],
+        log: Log,
+    ):
         self.provider, self.policy, self.log = provider, policy, log
         self._auth_headers = auth_headers
         self._secrets = [secret for secret in secrets if secret]
         self._client = httpx.Client(
             timeout=httpx.Timeout(policy.read_timeout_s, connect=policy.connect_timeout_s),
             follow_redirects=False,
+            verify=tls_context(),
         )
         self._backoff = wait_exponential_jitter(
-            initial=policy.backoff_initial_s, max=policy.backoff_max_s, jitter=policy.backoff_initial_s
+            multiplier=policy.backoff_initial_s, max=policy.backoff_max_s, jitter=policy.backoff_initial_s
         )
+        self.last_request: RequestInfo | None = None
 
-    def __enter__(self) -> ApiHttp:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc) -> None:
         self._client.close()
 
-    def call(self, method: str, url: str, *, json_body: Any = None, safe_to_repeat: bool = True) -> httpx.Response:
+    def call(
+        self, method: str, url: str, *, json_body: Any = None, safe_to_repeat: bool = True
+    ) -> httpx.Response:
         """An authenticated API request; returns the 2xx response.
 
         `safe_to_repeat=False` marks a create request: it is repeated only when it surely created nothing
         (no connection, 429, 5xx); a lost answer raises AnswerLost instead.
         """
-        return self._send(method, url, json_body=json_body, headers=self._auth_headers(), safe_to_repeat=safe_to_repeat)
+        return self._send(
+            method, url, json_body=json_body, headers=self._auth_headers(), safe_to_repeat=safe_to_repeat
+        )
 
     def download(self, url: str) -> bytes:
         """An output file, fetched without our credentials (they are for the API host only)."""
@@ -220,23 +256,41 @@ class ApiHttp:
             text = text.replace(secret, "***")
         return text
 
-    def _send(self, method: str, url: str, *, json_body: Any, headers: Mapping[str, str], safe_to_repeat: bool,
-              output: bool = False) -> httpx.Response:
-        request = RequestInfo.of(method, url)
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any,
+        headers: Mapping[str, str],
+        safe_to_repeat: bool,
+        output: bool = False,
+    ) -> httpx.Response:
+        request = self.last_request = RequestInfo.of(method, url)
 
         def attempt() -> httpx.Response:
             try:
-                response = self._client.request(method, url, json=json_body, headers=dict(headers))
+                # Output hosts may redirect (no credentials go there); API hosts must not (ours would follow).
+                response = self._client.request(
+                    method, url, json=json_body, headers=dict(headers), follow_redirects=output
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
                 raise TransientFailure(request, f"could not connect ({self._describe(error)})") from None
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError,
-                    httpx.RemoteProtocolError) as error:
+            except (
+                httpx.ReadTimeout,
+                httpx.WriteTimeout,
+                httpx.ReadError,
+                httpx.WriteError,
+                httpx.RemoteProtocolError,
+            ) as error:
                 lost = f"no answer ({self._describe(error)})"
                 if safe_to_repeat:
                     raise TransientFailure(request, lost) from None
                 raise AnswerLost(self.provider, f"request sent but {lost}", request) from None
             except httpx.HTTPError as error:
-                raise ProviderError(self.provider, f"request failed: {self._describe(error)}", request) from None
+                raise ProviderError(
+                    self.provider, f"request failed: {self._describe(error)}", request
+                ) from None
             self._raise_for_status(response, request, output=output)
             return response
 
@@ -255,17 +309,21 @@ class ApiHttp:
             waited = time.monotonic() - started
             hint = f"; it asks to wait {last.retry_after_s:g}s" if last.retry_after_s else ""
             raise ProviderUnavailable(
-                self.provider, f"gave up after {tries} tries in {waited:.1f}s: {last.description}{hint}", request
+                self.provider,
+                f"gave up after {tries} tries in {waited:.1f}s: {last.description}{hint}",
+                request,
             ) from None
 
     def _raise_for_status(self, response: httpx.Response, request: RequestInfo, *, output: bool) -> None:
         status = response.status_code
-        if status < 400:
+        if response.is_success:
             return
         excerpt = self.scrub(response.text[:300].strip())
         if status == 429 or status >= 500:
             raise TransientFailure(
-                request, f"answered {status}: {excerpt}", retry_after_seconds(response.headers.get("Retry-After"))
+                request,
+                f"answered {status}: {excerpt}",
+                retry_after_seconds(response.headers.get("Retry-After")),
             )
         if output and status in EXPIRED_OUTPUT_STATUSES:
             raise OutputGone(self.provider, f"output URL answered {status}", request)
@@ -273,12 +331,14 @@ class ApiHttp:
             body = response.json()
         except ValueError:
             body = None
-        raise ProviderHTTPError(self.provider, f"answered {status}: {excerpt}", request, status=status, body=body)
+        raise ProviderHTTPError(
+            self.provider, f"answered {status}: {excerpt}", request, status=status, body=body
+        )
 
     def _wait(self, retry_state: RetryCallState) -> float:
         failure = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(failure, TransientFailure) and failure.retry_after_s is not None:
-            # Longer than the retry budget allows, and stop_before_delay gives up instead of sleeping.
+            # A wait past the retry budget makes stop_before_delay give up rather than sleep through it.
             return failure.retry_after_s
         return self._backoff(retry_state)
 
@@ -333,13 +393,17 @@ class ListPrice:
 
 
 def api_list_price(table: PriceTable, key: str, seconds: float) -> ListPrice:
-    """List price of `seconds` of output from the price table's `api` section (`usd_per_s`, `credits_per_s`)."""
+    """List price of `seconds` of output, from the price table's `api` rows (usd_per_s, credits_per_s)."""
     try:
         row = table.api[key]
-        return ListPrice(usd=float(row["usd_per_s"]) * seconds, credits=float(row.get("credits_per_s", 0)) * seconds)
+        return ListPrice(
+            usd=float(row["usd_per_s"]) * seconds, credits=float(row.get("credits_per_s", 0)) * seconds
+        )
     except KeyError:
         known = ", ".join(sorted(table.api)) or "none"
-        raise PriceTableError(f"price table {table.as_of} has no api price {key!r} (known: {known})") from None
+        raise PriceTableError(
+            f"price table {table.as_of} has no api price {key!r} (known: {known})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -387,28 +451,41 @@ def encoded_image(frame: np.ndarray, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def clip_from_provider_video(mp4: bytes, request: ClipRequest, settings: EncodeSettings, provider: str) -> ClipFile:
-    """The provider's video, checked, fitted to `request.size`, resampled to `request.fps`, looped and encoded."""
+def clip_from_provider_video(
+    mp4: bytes,
+    request: ClipRequest,
+    settings: EncodeSettings,
+    provider: str,
+    source: RequestInfo | None = None,
+) -> ClipFile:
+    """The provider's video (downloaded by `source`), checked, fitted to `request.size`, resampled to
+    `request.fps`, looped and encoded."""
+
+    def unusable(problem: str) -> UnusableOutput:
+        return UnusableOutput(provider, f"output video {problem}", source)
+
     try:
         report = probe_mp4(mp4)
     except ClipUnreadable as error:
-        raise UnusableOutput(provider, f"output video is unreadable: {error}") from None
+        raise unusable(f"is unreadable: {error}") from None
     frames_out = round(request.duration_s * request.fps)
     crossfade = min(round(LOOP_CROSSFADE_S * request.fps), frames_out // 2)
     needed = frames_out + crossfade
     if report.fps <= 0 or report.n_frames <= 0:
-        raise UnusableOutput(provider, f"output video has no frames ({report.n_frames} at {report.fps} fps)")
+        raise unusable(f"has no frames ({report.n_frames} at {report.fps} fps)")
     natural_step = report.fps / request.fps
     step = min(natural_step, report.n_frames / needed)
     if step * MAX_SPEEDUP < natural_step:
-        raise UnusableOutput(
-            provider,
-            f"output video is {report.duration_s:.2f}s; a {request.duration_s:g}s loop needs at least "
-            f"{needed / request.fps / MAX_SPEEDUP:.2f}s",
+        raise unusable(
+            f"is {report.duration_s:.2f}s; a {request.duration_s:g}s loop needs at least "
+            f"{needed / request.fps / MAX_SPEEDUP:.2f}s"
         )
-    frames = list(_frames_at(mp4, [int(index * step) for index in range(needed)], request.size))
+    try:
+        frames = list(_frames_at(mp4, [int(index * step) for index in range(needed)], request.size))
+    except av.FFmpegError as error:
+        raise unusable(f"stops decoding: {error}") from None
     if len(frames) < needed:
-        raise UnusableOutput(provider, f"output video decoded to {len(frames)} of the {needed} frames it claims")
+        raise unusable(f"decoded to {len(frames)} of the {needed} frames it claims")
     looped = make_seamless_loop(frames, crossfade)
     width, height = request.size
     return ClipFile(
@@ -422,16 +499,20 @@ def clip_from_provider_video(mp4: bytes, request: ClipRequest, settings: EncodeS
 
 
 def _frames_at(mp4: bytes, indices: list[int], size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """Source frames at `indices` (ascending, repeats allowed), each fitted to `size` once."""
+    """Source frames at `indices` (ascending, repeats allowed), each converted to RGB and fitted once; the
+    frames in between are decoded but never converted."""
     wanted = Counter(indices)
     last = max(indices)
-    for index, frame in enumerate(decode_rgb(mp4)):
-        if index in wanted:
-            fitted = fit_to_size(frame, size)
-            for _ in range(wanted[index]):
-                yield fitted
-        if index >= last:
-            return
+    with av.open(io.BytesIO(mp4), "r") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            if index in wanted:
+                fitted = fit_to_size(frame.to_ndarray(format="rgb24"), size)
+                for _ in range(wanted[index]):
+                    yield fitted
+            if index >= last:
+                return
 
 
 # --------------------------------------------------------------------------- the provider base
@@ -441,6 +522,8 @@ class ApiClipProvider(ConfigurableResource):
     """A clip provider behind a paid HTTP API. Subclasses implement the provider's side of the protocol."""
 
     name: ClassVar[str]
+    # Renders hold a slot of the Dagster `api` pool, which bounds calls across all providers and runs.
+    pool: ClassVar[str | None] = "api"
     # True when the provider can find a task by an id we chose, so a lost create answer can be checked.
     can_look_up_submissions: ClassVar[bool] = False
     # Inline images go as data URIs, or as bare base64 where the provider wants no prefix.
@@ -452,23 +535,29 @@ class ApiClipProvider(ConfigurableResource):
     prompt: str = Field(default=DEFAULT_PROMPT, description="Prompt for SKUs that have none of their own.")
     poll_interval_s: float = Field(default=5.0, description="Seconds between task status reads.")
     poll_deadline_s: float = Field(
-        default=900.0, description="Stop polling after this long (ProviderTimeout); a re-run resumes the task."
+        default=900.0,
+        description="Stop polling after this long (ProviderTimeout); a re-run resumes the task.",
     )
     connect_timeout_s: float = Field(default=10.0, description="HTTP connect timeout.")
     read_timeout_s: float = Field(default=60.0, description="HTTP read timeout.")
-    max_attempts: int = Field(default=6, description="Tries per request on 429, 5xx, timeouts and dropped connections.")
+    max_attempts: int = Field(
+        default=6, description="Tries per request on 429, 5xx, timeouts and dropped connections."
+    )
     retry_budget_s: float = Field(default=300.0, description="Most seconds one request may spend on retries.")
-    backoff_initial_s: float = Field(default=1.0, description="First backoff (doubles each try, with jitter).")
+    backoff_initial_s: float = Field(
+        default=1.0, description="First backoff (doubles each try, with jitter)."
+    )
     backoff_max_s: float = Field(default=30.0, description="Longest backoff between tries.")
     resubmit_unconfirmed: bool = Field(
         default=False,
-        description="When a create request's answer was lost and the provider cannot look tasks up by our id, "
-        "send it again (the provider may then charge twice; the ledger still charges once) instead of "
-        "stopping with SubmissionUncertain.",
+        description="When a create request's answer was lost and the provider cannot look tasks up by "
+        "our id, send it again (the provider may then charge twice; the ledger still charges once) "
+        "instead of stopping with SubmissionUncertain.",
     )
     max_inline_image_bytes: int = Field(
         default=5_000_000,
-        description="Largest inline (base64) keyframe the provider accepts; a larger one goes as a presigned URL.",
+        description="Largest inline (base64) keyframe the provider accepts; a larger one goes as a "
+        "presigned URL.",
     )
     crf: int = Field(default=21, description="x264 constant rate factor of the final clip.")
     preset: str = Field(default="veryfast", description="x264 preset of the final clip.")
@@ -526,8 +615,11 @@ class ApiClipProvider(ConfigurableResource):
         seconds = provider_seconds(request)
         price = api_list_price(self.prices.table, self.price_key(), seconds)
         # The seed and the keyframe define the take even where the provider's request has no field for them.
-        params = {"task": self.task_params(request, seconds), "seed": request.seed,
-                  "keyframe_sha256": keyframe_digest(request)}
+        params = {
+            "task": self.task_params(request, seconds),
+            "seed": request.seed,
+            "keyframe_sha256": keyframe_digest(request),
+        }
         with measure_usage() as usage:
             job = self.ledger.open_job(
                 JobSpec(
@@ -545,8 +637,12 @@ class ApiClipProvider(ConfigurableResource):
             log(f"{self.name}: {request.sku_id} {job.describe()} is {job.status}")
             with self._http(log) as http:
                 job, mp4, charged = self._run_job(http, job, request, log)
-            clip = clip_from_provider_video(mp4, request, EncodeSettings(crf=self.crf, preset=self.preset), self.name)
-        log(f"{self.name}: {request.sku_id} task {job.provider_task_id} gave {clip.n_frames} frames in {usage.wall_s:.1f}s")
+                settings = EncodeSettings(crf=self.crf, preset=self.preset)
+                clip = clip_from_provider_video(mp4, request, settings, self.name, http.last_request)
+        log(
+            f"{self.name}: {request.sku_id} task {job.provider_task_id} gave {clip.n_frames} frames "
+            f"in {usage.wall_s:.1f}s"
+        )
         cost = self.prices.table.cost(
             provider=self.name,
             model=self.model_id(),
@@ -556,8 +652,9 @@ class ApiClipProvider(ConfigurableResource):
             provider_job_id=job.provider_task_id or "",
             attempt=request.attempt,
         )
-        record = ApiCostRecord(**cost.to_dict(), list_usd=price.usd, list_credits=price.credits,
-                               charged_in_this_run=charged)
+        record = ApiCostRecord(
+            **cost.to_dict(), list_usd=price.usd, list_credits=price.credits, charged_in_this_run=charged
+        )
         return ClipResult(clip=clip, cost=record)
 
     def keyframe_upload(self, request: ClipRequest) -> str:
@@ -569,12 +666,18 @@ class ApiClipProvider(ConfigurableResource):
             if len(inline) <= self.max_inline_image_bytes:
                 return inline
         if not request.keyframe_key:
-            raise ProviderError(self.name, f"{request.sku_id}: keyframe too large to send inline and no keyframe_key "
-                                "to send a URL instead")
+            raise ProviderError(
+                self.name,
+                f"{request.sku_id}: keyframe too large to send inline and no keyframe_key "
+                "to send a URL instead",
+            )
         url = self.storage.presigned_url(request.keyframe_key)
         if not url.startswith(("https://", "http://")):
-            raise ProviderError(self.name, f"{request.sku_id}: keyframe too large to send inline, and storage at "
-                                f"{self.storage.root} has no URL the provider can fetch (use an s3:// root)")
+            raise ProviderError(
+                self.name,
+                f"{request.sku_id}: keyframe too large to send inline, and storage at "
+                f"{self.storage.root} has no URL the provider can fetch (use an s3:// root)",
+            )
         return url
 
     # ---------------------------------------------------------------- the job's life
@@ -591,20 +694,29 @@ class ApiClipProvider(ConfigurableResource):
         secrets = [value for value in self.credentials().values() if value]
         return ApiHttp(self.name, policy, self.auth_headers(), secrets, log)
 
-    def _submission_window_s(self) -> float:
-        """The longest a live run can spend on one create request; a `submitting` job older than this is
-        taken to belong to a run that died."""
-        return self.retry_budget_s + self.connect_timeout_s + self.read_timeout_s
+    def _submission_window(self) -> timedelta:
+        """The longest a live run can spend on one create request: a `submitting` job older than this
+        belongs to a run that died mid-request."""
+        return timedelta(seconds=self.retry_budget_s + self.connect_timeout_s + self.read_timeout_s)
 
-    def _run_job(self, http: ApiHttp, job: ApiJob, request: ClipRequest, log: Log) -> tuple[ApiJob, bytes, bool]:
+    def _run_job(
+        self, http: ApiHttp, job: ApiJob, request: ClipRequest, log: Log
+    ) -> tuple[ApiJob, bytes, bool]:
         """Drive the job to a downloaded output: (job, provider video, whether this call charged it)."""
+        told_waiting = False
         while True:
             if job.status == JobStatus.REFUSED:
-                raise ContentRefused(self.name, f"{job.describe()} was refused before: {job.failure_reason}",
-                                     reason=job.failure_reason or "")
+                raise ContentRefused(
+                    self.name,
+                    f"{job.describe()} was refused before: {job.failure_reason}",
+                    reason=job.failure_reason or "",
+                )
             if job.status == JobStatus.FAILED:
-                raise ProviderJobFailed(self.name, f"{job.describe()} failed: {job.failure_reason}",
-                                        reason=job.failure_reason or "")
+                raise ProviderJobFailed(
+                    self.name,
+                    f"{job.describe()} failed: {job.failure_reason}",
+                    reason=job.failure_reason or "",
+                )
             if job.status == JobStatus.SUCCEEDED:
                 log(f"{self.name}: {job.describe()} was paid for already; downloading its output again")
                 return job, self._download_output(http, job, job.output_url, log), False
@@ -613,34 +725,46 @@ class ApiClipProvider(ConfigurableResource):
                 charged = self.ledger.settle_success(job.key, state.output_url)
                 return job, self._download_output(http, job, state.output_url, log), charged
             if job.status == JobStatus.RESERVED:
-                # Encoded before claiming, so that the window in which a crash leaves an unknowable
-                # `submitting` job holds the request alone.
+                # Encoded before claiming, so a crash while `submitting` can only hide the request itself.
                 image = self.keyframe_upload(request)
                 if self.ledger.claim_submission(job.key):
                     job = self._submit(http, job, image, log)
                     continue
-            elif self.ledger.reclaim_stale_submission(job.key, timedelta(seconds=self._submission_window_s())):
-                job = self._recover_submission(http, job, request, log)
-                continue
+            elif (
+                job.status == JobStatus.UNCONFIRMED
+                or datetime.now(UTC) - job.updated_at > self._submission_window()
+            ):
+                cause = job.failure_reason or "an earlier run stopped while its create request was in flight"
+                if not (self.can_look_up_submissions or self.resubmit_unconfirmed):
+                    raise self._uncertain(job, cause)
+                if self.ledger.claim_unconfirmed(job.key, self._submission_window()):
+                    job = self._recover_submission(http, job, request, cause, log)
+                    continue
             else:
-                log(f"{self.name}: {job.describe()} is being submitted by another run; waiting for its task id")
+                if not told_waiting:
+                    log(f"{self.name}: {job.describe()} is being submitted by another run; waiting for it")
+                    told_waiting = True
                 time.sleep(self.poll_interval_s)
             job = self.ledger.job(job.key)
 
     def _submit(self, http: ApiHttp, job: ApiJob, image: str, log: Log) -> ApiJob:
-        for _ in range(self.max_attempts):
-            try:
-                task = self._create(http, job, image)
-            except AnswerLost as lost:
-                task = self._find_lost_task(http, job, str(lost), lost.request, log)
-                if task is None:
-                    continue
-            log(f"{self.name}: {job.describe()} submitted as task {task.task_id}")
-            return self.ledger.record_submitted(job.key, task.task_id, task.info)
-        raise SubmissionUncertain(
-            self.name, f"{job.describe()}: {self.max_attempts} create requests in a row lost their answers; "
-            "the job stays in `submitting` and a re-run checks it again"
-        )
+        """Send the create request of a job this run claimed; record the task, or leave the job unconfirmed
+        when it cannot tell whether a task was made."""
+        try:
+            for _ in range(self.max_attempts):
+                try:
+                    task = self._create(http, job, image)
+                except AnswerLost as lost:
+                    task = self._find_lost_task(http, job, str(lost), lost.request, log)
+                    if task is None:
+                        continue
+                log(f"{self.name}: {job.describe()} submitted as task {task.task_id}")
+                return self.ledger.record_submitted(job.key, task.task_id, task.info)
+            raise self._uncertain(job, f"{self.max_attempts} create requests in a row lost their answers")
+        except BaseException as stopped:
+            # Definite rejections have closed the job already; anything else may have left a task behind.
+            self.ledger.mark_unconfirmed(job.key, str(stopped) or type(stopped).__name__)
+            raise
 
     def _create(self, http: ApiHttp, job: ApiJob, image: str) -> TaskRef:
         """The create request; a definite rejection closes the job unpaid (a refusal as refused)."""
@@ -652,15 +776,17 @@ class ApiClipProvider(ConfigurableResource):
                 self.ledger.close_unpaid(job.key, JobStatus.FAILED, str(rejected))
                 raise
             self.ledger.close_unpaid(job.key, JobStatus.REFUSED, refusal)
-            raise ContentRefused(self.name, f"{job.describe()} refused: {refusal}", rejected.request,
-                                 reason=refusal) from None
+            raise ContentRefused(
+                self.name, f"{job.describe()} refused: {refusal}", rejected.request, reason=refusal
+            ) from None
         except ProviderUnavailable as unavailable:
             # Only failures that surely created nothing (no connection, 429, 5xx) are retried to exhaustion.
             self.ledger.close_unpaid(job.key, JobStatus.FAILED, str(unavailable))
             raise
 
-    def _find_lost_task(self, http: ApiHttp, job: ApiJob, cause: str, request: RequestInfo | None,
-                        log: Log) -> TaskRef | None:
+    def _find_lost_task(
+        self, http: ApiHttp, job: ApiJob, cause: str, request: RequestInfo | None, log: Log
+    ) -> TaskRef | None:
         """The task a create request with a lost answer may have made: found, None (surely absent, or absence
         assumed under `resubmit_unconfirmed`), or SubmissionUncertain."""
         if self.can_look_up_submissions:
@@ -668,19 +794,31 @@ class ApiClipProvider(ConfigurableResource):
             log(f"{self.name}: {cause}; " + (f"found task {task.task_id}" if task else "no task was created"))
             return task
         if self.resubmit_unconfirmed:
-            log(f"{self.name}: {cause}; sending it again as resubmit_unconfirmed allows (the provider may charge twice)")
+            log(
+                f"{self.name}: {cause}; sending it again as resubmit_unconfirmed allows "
+                "(the provider may charge twice)"
+            )
             return None
-        raise SubmissionUncertain(
+        raise self._uncertain(job, cause, request)
+
+    def _uncertain(self, job: ApiJob, cause: str, request: RequestInfo | None = None) -> SubmissionUncertain:
+        return SubmissionUncertain(
             self.name,
-            f"{job.describe()}: {cause}. {self.name} cannot look tasks up by our id, so the job stays in "
-            "`submitting` rather than risk paying twice; check the provider's dashboard, then re-run with "
-            "resubmit_unconfirmed if no task was created",
+            f"{job.describe()}: {cause}. {self.name} cannot look tasks up by our id, so the job stays "
+            "unconfirmed (its budget reserved) rather than risk paying twice; check the provider's "
+            "dashboard, then re-run with resubmit_unconfirmed if no task was created",
             request,
         )
 
-    def _recover_submission(self, http: ApiHttp, job: ApiJob, request: ClipRequest, log: Log) -> ApiJob:
-        cause = "an earlier run stopped while its create request was in flight"
-        task = self._find_lost_task(http, job, cause, None, log)
+    def _recover_submission(
+        self, http: ApiHttp, job: ApiJob, request: ClipRequest, cause: str, log: Log
+    ) -> ApiJob:
+        """Settle an unconfirmed job this run claimed: adopt the task it made, or submit it (again)."""
+        try:
+            task = self._find_lost_task(http, job, cause, None, log)
+        except BaseException as stopped:
+            self.ledger.mark_unconfirmed(job.key, str(stopped) or type(stopped).__name__)
+            raise
         if task is not None:
             return self.ledger.record_submitted(job.key, task.task_id, task.info)
         return self._submit(http, job, self.keyframe_upload(request), log)
@@ -698,16 +836,24 @@ class ApiClipProvider(ConfigurableResource):
                 return state
             if state.phase in (TaskPhase.FAILED, TaskPhase.REFUSED):
                 refused = state.phase == TaskPhase.REFUSED
-                self.ledger.close_unpaid(job.key, JobStatus.REFUSED if refused else JobStatus.FAILED, state.reason)
+                self.ledger.close_unpaid(
+                    job.key, JobStatus.REFUSED if refused else JobStatus.FAILED, state.reason
+                )
                 error = ContentRefused if refused else ProviderJobFailed
                 verb = "was refused by moderation" if refused else "failed"
-                raise error(self.name, f"task {task.task_id} {verb}: {state.reason} ({state.code or 'no code'})",
-                            reason=state.reason, code=state.code)
+                raise error(
+                    self.name,
+                    f"task {task.task_id} {verb}: {state.reason} ({state.code or 'no code'})",
+                    http.last_request,
+                    reason=state.reason,
+                    code=state.code,
+                )
             if time.monotonic() >= deadline:
                 raise ProviderTimeout(
                     self.name,
-                    f"task {task.task_id} still {state.detail} after {self.poll_deadline_s:g}s; the job stays "
-                    "submitted and a re-run resumes polling it",
+                    f"task {task.task_id} still {state.detail} after {self.poll_deadline_s:g}s; "
+                    "the job stays submitted and a re-run resumes polling it",
+                    http.last_request,
                 )
             time.sleep(self.poll_interval_s)
 
@@ -721,7 +867,13 @@ class ApiClipProvider(ConfigurableResource):
                     log(f"{self.name}: {gone}; asking task {task.task_id} for a fresh URL")
             state = self.read_task(http, task)
             if state.phase != TaskPhase.SUCCEEDED:
-                raise ProviderError(self.name, f"task {task.task_id} no longer offers its output ({state.detail})")
+                raise ProviderError(
+                    self.name,
+                    f"task {task.task_id} no longer offers its output ({state.detail})",
+                    http.last_request,
+                )
             url = state.output_url
             self.ledger.update_output_url(job.key, url)
-        raise ProviderError(self.name, f"output of task {task.task_id} kept answering as expired")
+        raise ProviderError(
+            self.name, f"output of task {task.task_id} kept answering as expired", http.last_request
+        )

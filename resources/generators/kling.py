@@ -52,7 +52,9 @@ CLOCK_SKEW_S = 5
 class KlingToken:
     """The bearer JWT for Kling's API, signed anew when less than a tenth of its lifetime is left."""
 
-    def __init__(self, access_key: str, secret_key: str, ttl_s: float, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, access_key: str, secret_key: str, ttl_s: float, clock: Callable[[], float] = time.time
+    ):
         self._access_key, self._secret_key, self._ttl_s, self._clock = access_key, secret_key, ttl_s, clock
         self._token, self._renew_at = "", 0.0
 
@@ -66,7 +68,8 @@ class KlingToken:
 
 
 def external_task_id(job: ApiJob) -> str:
-    return f"skuvid-{job.key[:32]}"
+    # Kling keeps external ids unique per account, so a failed job submitted again needs a new one.
+    return f"skuvid-{job.key[:32]}-{job.submission_round}"
 
 
 class KlingClips(ApiClipProvider):
@@ -111,7 +114,7 @@ class KlingClips(ApiClipProvider):
         try:
             answer = http.call("POST", url, json_body=body, safe_to_repeat=False)
         except ProviderHTTPError as rejected:
-            # A 400 can mean our external id is taken: by this job's own earlier request whose answer was lost.
+            # A 400 can mean our external id is taken, by this job's earlier request whose answer was lost.
             existing = self.look_up_submission(http, job) if rejected.status == 400 else None
             if existing is None:
                 raise
@@ -136,7 +139,9 @@ class KlingClips(ApiClipProvider):
         if phase == TaskPhase.SUCCEEDED:
             videos = (data.get("task_result") or {}).get("videos") or []
             if not videos:
-                return TaskState(TaskPhase.FAILED, "succeed without videos", reason="task succeeded with no video")
+                return TaskState(
+                    TaskPhase.FAILED, "succeed without videos", reason="task succeeded with no video"
+                )
             return TaskState(phase, status, output_url=str(videos[0]["url"]))
         if phase == TaskPhase.FAILED:
             reason = str(data.get("task_status_msg") or "failed")
@@ -146,14 +151,24 @@ class KlingClips(ApiClipProvider):
 
     def refusal_reason(self, error: ProviderHTTPError) -> str | None:
         body = error.body if isinstance(error.body, dict) else {}
-        return str(body.get("message") or "content security policy") if body.get("code") in REFUSAL_CODES else None
+        return (
+            str(body.get("message") or "content security policy")
+            if body.get("code") in REFUSAL_CODES
+            else None
+        )
 
     def _tasks_url(self) -> str:
         return f"{self.base_url.rstrip('/')}/v1/videos/image2video"
 
     def _data(self, answer: Any, request: RequestInfo) -> dict[str, Any]:
         """The `data` of Kling's envelope; an envelope whose code is not 0 is an error even under HTTP 200."""
-        if not isinstance(answer, dict) or answer.get("code") != 0 or not isinstance(answer.get("data"), dict):
-            code, message = (answer.get("code"), answer.get("message")) if isinstance(answer, dict) else (None, None)
+        if (
+            not isinstance(answer, dict)
+            or answer.get("code") != 0
+            or not isinstance(answer.get("data"), dict)
+        ):
+            code, message = (
+                (answer.get("code"), answer.get("message")) if isinstance(answer, dict) else (None, None)
+            )
             raise ProviderError(self.name, f"answered code {code}: {message}", request)
         return answer["data"]

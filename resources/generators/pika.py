@@ -79,8 +79,12 @@ class PikaClips(ApiClipProvider):
         links = {name: str(answer[name]) for name in ("status_url", "response_url")}
         for link in links.values():
             if not same_origin(link, self.base_url):
-                raise ProviderError(self.name, f"request {answer['request_id']} points at {RequestInfo.of('GET', link).url}, "
-                                    f"outside {self.base_url}; not sending the key there", RequestInfo.of("POST", url))
+                raise ProviderError(
+                    self.name,
+                    f"request {answer['request_id']} points at {RequestInfo.of('GET', link).url}, "
+                    f"outside {self.base_url}; not sending the key there",
+                    RequestInfo.of("POST", url),
+                )
         return TaskRef(str(answer["request_id"]), links)
 
     def read_task(self, http: ApiHttp, task: TaskRef) -> TaskState:
@@ -94,15 +98,22 @@ class PikaClips(ApiClipProvider):
         try:
             result = http.call("GET", task.info["response_url"]).json()
         except ProviderHTTPError as error:
+            # 422 is the request's own failure; anything else (401, 404...) says nothing about the task.
+            if error.status != 422:
+                raise
             refusal = self.refusal_reason(error)
             if refusal is not None:
                 return TaskState(TaskPhase.REFUSED, status, reason=refusal, code=REFUSAL_TYPE)
             items = error_items(error.body)
             reason = "; ".join(str(item.get("msg")) for item in items) or str(error)
-            return TaskState(TaskPhase.FAILED, status, reason=reason, code=str(items[0].get("type", "")) if items else "")
+            return TaskState(
+                TaskPhase.FAILED, status, reason=reason, code=str(items[0].get("type", "")) if items else ""
+            )
         video_url = (result.get("video") or {}).get("url")
         if not video_url:
-            return TaskState(TaskPhase.FAILED, "COMPLETED without video", reason="request completed with no video")
+            return TaskState(
+                TaskPhase.FAILED, "COMPLETED without video", reason="request completed with no video"
+            )
         return TaskState(phase, status, output_url=str(video_url))
 
     def refusal_reason(self, error: ProviderHTTPError) -> str | None:

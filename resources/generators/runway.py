@@ -66,7 +66,9 @@ class RunwayClips(ApiClipProvider):
 
     def create_task(self, http: ApiHttp, params: Mapping[str, Any], image: str, job: ApiJob) -> TaskRef:
         url = f"{self.base_url.rstrip('/')}/v1/image_to_video"
-        answer = http.call("POST", url, json_body={**params, "promptImage": image}, safe_to_repeat=False).json()
+        answer = http.call(
+            "POST", url, json_body={**params, "promptImage": image}, safe_to_repeat=False
+        ).json()
         return TaskRef(str(answer["id"]))
 
     def read_task(self, http: ApiHttp, task: TaskRef) -> TaskState:
@@ -78,7 +80,9 @@ class RunwayClips(ApiClipProvider):
         if phase == TaskPhase.SUCCEEDED:
             outputs = task_json.get("output") or []
             if not outputs:
-                return TaskState(TaskPhase.FAILED, "SUCCEEDED without output", reason="task succeeded with no output")
+                return TaskState(
+                    TaskPhase.FAILED, "SUCCEEDED without output", reason="task succeeded with no output"
+                )
             return TaskState(phase, status, output_url=str(outputs[0]))
         if phase == TaskPhase.FAILED:
             code = str(task_json.get("failureCode") or ("CANCELLED" if status == "CANCELLED" else ""))
