@@ -1,14 +1,26 @@
-"""Cost you can see: the pre-flight estimate for the current catalog, in the UI as an asset."""
+"""Cost you can see: the pre-flight estimate for the current catalog, and the report of what was spent."""
+
+import base64
+import io
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from assets.catalog import read_catalog, sku_catalog
+from assets.clips import CLIP_PROVIDERS
 from assets.cost_estimate import Capacity, Estimate, estimate_backfill, load_policy
+from assets.keyframes import KEYFRAME_PROVIDERS
+from resources.ledger import LedgerResource
 from resources.pricing import PricesResource
 from resources.routing import RoutingResource
 from resources.storage import StorageResource
+
+
+REPORT_CHART_KEY = "reports/cost_report.png"
 
 
 class EstimateConfig(dg.Config):
@@ -27,7 +39,7 @@ def estimate_markdown(estimate: Estimate) -> str:
     rows += [{"provider": name, "stage": "clip", "renders": estimate.skus, "total $": round(b["total_usd"], 2),
               "$ per render": round(b["usd_per_clip"], 4), "wall-clock h": round(b["wall_s"] / 3600, 2),
               "basis": f"hybrid saves {b['hybrid_saving_pct']:.1f}%"} for name, b in estimate.baselines.items()]
-    return pd.DataFrame(rows).fillna("").to_markdown(index=False)
+    return pd.DataFrame(rows).astype(object).fillna("").to_markdown(index=False)
 
 
 @dg.asset(
@@ -54,5 +66,107 @@ def cost_estimate(config: EstimateConfig, storage: StorageResource, prices: Pric
             "saving_vs_all_runway_pct": dg.MetadataValue.float(runway.get("hybrid_saving_pct", 0.0)),
             "prices_as_of": table.as_of,
             "estimate": dg.MetadataValue.md(estimate_markdown(estimate)),
+        }
+    )
+
+
+def charges_frame(ledger: LedgerResource, catalog: pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame([asdict(c) for c in ledger.charges()],
+                         columns=["job_key", "provider", "usd", "day", "scopes", "sku_id", "created_at"])
+    tiers = dict(zip(catalog["sku_id"], catalog["tier"], strict=True))
+    frame["tier"] = [tiers.get(sku, "unknown") for sku in frame["sku_id"]]
+    return frame
+
+
+def cost_chart(frame: pd.DataFrame, per_clip: pd.Series) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_provider, distribution) = plt.subplots(1, 2, figsize=(10, 4))
+    totals = frame.groupby("provider")["usd"].sum().sort_values()
+    by_provider.barh(totals.index, totals.values, color="#1F4E5F")
+    by_provider.set_xlabel("USD")
+    by_provider.set_title("Spend by provider")
+    distribution.hist(per_clip.values, bins=min(30, max(5, len(per_clip) // 3)), color="#C8553D")
+    distribution.set_xlabel("USD per SKU (keyframe + clip attempts)")
+    distribution.set_ylabel("SKUs")
+    distribution.set_title("Cost per clip")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def last_backfill_comparison(instance: dg.DagsterInstance, frame: pd.DataFrame, catalog: pd.DataFrame,
+                             estimate_for: Callable[[list[dict]], Estimate]) -> dict | None:
+    """Estimate against actual for the SKUs of the newest backfill, counting charges made since it started."""
+    backfills = instance.get_backfills(limit=1)
+    if not backfills:
+        return None
+    backfill = backfills[0]
+    subset = backfill.asset_backfill_data.target_subset if backfill.asset_backfill_data else None
+    skus = sorted({key.partition_key for key in subset.iterate_asset_partitions()} if subset else set())
+    if not skus:
+        return None
+    started = datetime.fromtimestamp(backfill.backfill_timestamp, UTC)
+    created = pd.to_datetime(frame["created_at"], utc=True)
+    actual = float(frame[frame["sku_id"].isin(skus) & (created >= started)]["usd"].sum())
+    estimate = estimate_for(catalog[catalog["sku_id"].isin(skus)].to_dict("records"))
+    return {"backfill": backfill.backfill_id, "skus": len(skus), "estimate_usd": estimate.total_usd,
+            "actual_usd": actual, "actual_vs_estimate_pct": 100 * (actual / estimate.total_usd - 1)
+            if estimate.total_usd else 0.0}
+
+
+@dg.asset(
+    deps=["published_video"],
+    group_name="costs",
+    kinds={"python"},
+    description="What was spent, from the ledger: by provider, tier and day, cost per clip, and estimate against "
+    "actual for the last backfill, with a chart.",
+    required_resource_keys={"storage", "prices", "routing", "ledger", *CLIP_PROVIDERS, *KEYFRAME_PROVIDERS},
+)
+def cost_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    resources = context.resources
+    storage: StorageResource = resources.storage
+    catalog = read_catalog(storage)
+    frame = charges_frame(resources.ledger, catalog)
+    if frame.empty:
+        return dg.MaterializeResult(metadata={"total_usd": dg.MetadataValue.float(0.0), "charges": 0,
+                                              "report": dg.MetadataValue.md("No charges in the ledger yet.")})
+    per_clip = frame.dropna(subset=["sku_id"]).groupby("sku_id")["usd"].sum()
+    chart = cost_chart(frame, per_clip)
+    storage.write_bytes(REPORT_CHART_KEY, chart)
+    table, policy = resources.prices.table, load_policy(resources.prices.table, resources.routing.path)
+
+    def estimate_for(rows: list[dict]) -> Estimate:
+        return estimate_backfill(rows, policy, table, available=lambda p: getattr(resources, p).availability().available)
+
+    comparison = last_backfill_comparison(context.instance, frame, catalog, estimate_for)
+    sections = {
+        "By provider": frame.groupby("provider")["usd"].agg(["count", "sum"]).rename(columns={"sum": "usd"}),
+        "By tier": frame.groupby("tier")["usd"].agg(["count", "sum"]).rename(columns={"sum": "usd"}),
+        "By day": frame.groupby("day")["usd"].agg(["count", "sum"]).rename(columns={"sum": "usd"}),
+    }
+    report = "\n\n".join(f"**{title}**\n\n{part.round(6).to_markdown()}" for title, part in sections.items())
+    if comparison:
+        report += "\n\n**Last backfill: estimate against actual**\n\n" + pd.DataFrame([comparison]).round(4).to_markdown(index=False)
+    image = base64.b64encode(chart).decode()
+    return dg.MaterializeResult(
+        metadata={
+            "total_usd": dg.MetadataValue.float(float(frame["usd"].sum())),
+            "charges": len(frame),
+            "skus": len(per_clip),
+            "usd_per_clip_p50": dg.MetadataValue.float(float(per_clip.quantile(0.5))),
+            "usd_per_clip_p90": dg.MetadataValue.float(float(per_clip.quantile(0.9))),
+            "usd_per_clip_max": dg.MetadataValue.float(float(per_clip.max())),
+            **{f"usd_{provider}": dg.MetadataValue.float(float(usd))
+               for provider, usd in frame.groupby("provider")["usd"].sum().items()},
+            **({"last_backfill_estimate_usd": dg.MetadataValue.float(comparison["estimate_usd"]),
+                "last_backfill_actual_usd": dg.MetadataValue.float(comparison["actual_usd"])} if comparison else {}),
+            "report": dg.MetadataValue.md(report + f"\n\n![cost chart](data:image/png;base64,{image})"),
+            "chart": dg.MetadataValue.path(storage.url(REPORT_CHART_KEY)),
         }
     )

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.catalog import sku_catalog
 from assets.clips import clip
-from assets.costs import cost_estimate
+from assets.costs import cost_estimate, cost_report
 from assets.keyframes import keyframe
 from assets.publish import published_video
 from pipelines.jobs import catalog_job, sku_video_job
@@ -13,7 +13,7 @@ from pipelines.schedules import nightly_catalog_refresh
 from pipelines.sensors import new_sku_drops
 
 defs = dg.Definitions(
-    assets=[sku_catalog, keyframe, clip, published_video, cost_estimate],
+    assets=[sku_catalog, keyframe, clip, published_video, cost_estimate, cost_report],
     jobs=[catalog_job, sku_video_job],
     sensors=[new_sku_drops],
     schedules=[nightly_catalog_refresh],

@@ -240,6 +240,7 @@ class Charge:
     day: str
     scopes: tuple[str, ...]
     sku_id: str | None = None
+    created_at: datetime | None = None
 
 
 _engines: dict[tuple[str, int], Engine] = {}
@@ -347,7 +348,8 @@ class LedgerResource(ConfigurableResource):
         with self._transaction() as connection:
             rows = connection.execute(query).mappings().all()
         return [
-            Charge(r["job_key"], r["provider"], to_usd(r["micro_usd"]), r["day"], tuple(r["scopes"]), r["sku_id"])
+            Charge(r["job_key"], r["provider"], to_usd(r["micro_usd"]), r["day"], tuple(r["scopes"]), r["sku_id"],
+                   r["created_at"])
             for r in rows
         ]
 

@@ -36,3 +36,9 @@ def postgres_server():
 
     with postgres() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def isolated_ledger(tmp_path, monkeypatch):
+    """Every test gets its own ledger database, never the repository's .data/."""
+    monkeypatch.setenv("SKUVID_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
