@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup samples instance demo test dev check bench clean
+.PHONY: setup samples instance demo test dev check bench bench-gpu bench-scale clean
 
 setup: $(VENV)/.installed samples instance
 
@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	bash scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,gpu]'
 	touch $@
 
 samples: $(VENV)/.installed
@@ -37,6 +37,12 @@ check: setup
 
 bench: setup
 	$(BIN)/python bench/cpu_tier.py
+
+bench-gpu: setup
+	$(BIN)/python -m bench.gpu_clip
+
+bench-scale: setup
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf .data $(DAGSTER_HOME) samples/packshots samples/logos

@@ -21,7 +21,9 @@ class EncodeSettings:
     crf: int = 21
     preset: str = "veryfast"
     gop: int | None = None  # frames per closed GOP; None: two seconds
-    threads: int = 0  # 0: x264 picks from the core count
+    # One x264 thread by default: threaded lookahead with mb-tree gives different bytes run to run on a busy
+    # machine, and renders are parallel across frames (motion) or SKUs (processes) already. 0: x264 picks.
+    threads: int = 1
     tune: str | None = None
     x264_params: str = ""  # extra x264 options, "key=value:key=value"
 
@@ -60,6 +62,8 @@ def encode_mp4(
         # sRGB content converted with the BT.601 matrix (what OpenCV's I420 uses), tagged so players agree.
         "colorprim=bt709:transfer=bt709:colormatrix=smpte170m:range=tv",
     ]
+    if settings.threads:
+        x264_params.append(f"threads={settings.threads}:lookahead-threads=1")
     if settings.x264_params:
         x264_params.append(settings.x264_params)
     options = {"crf": str(settings.crf), "preset": settings.preset, "x264-params": ":".join(x264_params)}
@@ -72,7 +76,6 @@ def encode_mp4(
             stream = container.add_stream("libx264", rate=fps, options=options)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.time_base = Fraction(1, fps)
-            stream.codec_context.thread_count = settings.threads
             for index, frame in enumerate(frames):
                 if input_format == "rgb24":
                     frame = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from videokit.encode import ClipFile, EncodeSettings, encode_jpeg, encode_mp4
+
 
 def cover_transform(src_size: tuple[int, int], dst_size: tuple[int, int]) -> tuple[float, int, int]:
     """Scale and centred crop offset that make `src_size` cover `dst_size`: (scale, crop_x, crop_y)."""
@@ -28,21 +30,53 @@ def fit_to_size(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(scaled[crop_y : crop_y + size[1], crop_x : crop_x + size[0]])
 
 
-def make_seamless_loop(frames: Sequence[np.ndarray], crossfade_frames: int) -> list[np.ndarray]:
-    """Crossfade the last `crossfade_frames` frames into the first ones.
+def there_and_back_loop(frames: Sequence[np.ndarray], length: int) -> list[np.ndarray]:
+    """`length` frames that ease forward through `frames` and back again.
 
-    The result has len(frames) - crossfade_frames frames. It starts mostly on the old tail and ends on
-    the frame just before that tail, so playing it in a loop continues the original motion across
-    the seam instead of jumping back to frame 0.
+    Time follows (1 - cos)/2, so the loop leaves frame 0 and returns to it with zero speed: no seam, no
+    dissolve, and frame 0 stays the clip's own first frame (for image-to-video output, the keyframe that
+    QA compares the product against). Between source frames it blends the two neighbours.
     """
-    count = len(frames)
-    if crossfade_frames < 0 or 2 * crossfade_frames > count:
-        raise ValueError(
-            f"crossfade of {crossfade_frames} frames needs at least twice as many frames, got {count}"
-        )
-    looped = list(frames[: count - crossfade_frames])
-    tail = frames[count - crossfade_frames :]
-    for index, tail_frame in enumerate(tail):
-        head_weight = (index + 1) / (crossfade_frames + 1)
-        looped[index] = cv2.addWeighted(frames[index], head_weight, tail_frame, 1 - head_weight, 0)
+    if len(frames) < 2 or length < 2:
+        raise ValueError(f"a loop needs at least 2 source and 2 output frames, got {len(frames)} and {length}")
+    last = len(frames) - 1
+    looped = []
+    for index in range(length):
+        position = last * (1 - np.cos(2 * np.pi * index / length)) / 2
+        low = min(int(position), last - 1)
+        weight = position - low
+        looped.append(frames[low] if weight < 1e-3 else cv2.addWeighted(frames[low], 1 - weight, frames[low + 1], weight, 0))
     return looped
+
+
+# A generated clip played up to this much faster than it was made still looks natural.
+MAX_SPEEDUP = 1.25
+
+
+class SourceTooShort(ValueError):
+    pass
+
+
+def loop_source_indices(source_frames: int, source_fps: float, length: int, fps: int) -> list[int]:
+    """The source frames a there-and-back loop of `length` frames at `fps` plays forward: half the loop's
+    time of the source at its own speed, sped up by at most MAX_SPEEDUP when the source is shorter."""
+    needed = length // 2 + 1
+    natural_step = source_fps / fps
+    step = min(natural_step, (source_frames - 1) / (needed - 1))
+    if source_frames < 2 or step * MAX_SPEEDUP < natural_step:
+        shortest = (needed - 1) * natural_step / MAX_SPEEDUP / source_fps
+        raise SourceTooShort(
+            f"{source_frames} frames at {source_fps:g} fps last {source_frames / source_fps:.2f}s; a "
+            f"{length / fps:g}s loop needs at least {shortest:.2f}s"
+        )
+    return [int(index * step) for index in range(needed)]
+
+
+def looped_clip(frames: Sequence[np.ndarray], size: tuple[int, int], fps: int, length: int,
+                settings: EncodeSettings) -> ClipFile:
+    """Source frames (as picked by loop_source_indices) fitted to `size`, played there and back as a loop
+    of `length` frames, encoded like every other clip, with frame 0 as the poster."""
+    fitted = [fit_to_size(frame, size) for frame in frames]
+    looped = there_and_back_loop(fitted, length)
+    return ClipFile(mp4=encode_mp4(looped, size, fps, settings), poster=encode_jpeg(looped[0]), width=size[0],
+                    height=size[1], fps=fps, n_frames=length)

@@ -56,14 +56,12 @@ from resources.generators.base import Availability, ClipRequest, ClipResult, Log
 from resources.ledger import ApiJob, JobSpec, JobStatus, LedgerResource
 from resources.pricing import CostRecord, PricesResource, PriceTable, PriceTableError
 from resources.storage import StorageResource
-from videokit.encode import ClipFile, EncodeSettings, encode_jpeg, encode_mp4
-from videokit.loop import fit_to_size, make_seamless_loop
+from videokit.encode import ClipFile, EncodeSettings
+from videokit.loop import SourceTooShort, fit_to_size, loop_source_indices, looped_clip
 from videokit.probe import ClipUnreadable, probe_mp4
 
-LOOP_CROSSFADE_S = 0.5
 # A provider clip slightly shorter than the loop needs is played this much faster at most (slow camera
 # moves hide it); anything shorter is refused as unusable.
-MAX_SPEEDUP = 1.25
 DEFAULT_PROMPT = (
     "Slow, smooth camera push-in on the product. The product stays exactly as it is: same shape, colours "
     "and label. Soft studio light, static background, no text, no people."
@@ -468,34 +466,20 @@ def clip_from_provider_video(
         report = probe_mp4(mp4)
     except ClipUnreadable as error:
         raise unusable(f"is unreadable: {error}") from None
-    frames_out = round(request.duration_s * request.fps)
-    crossfade = min(round(LOOP_CROSSFADE_S * request.fps), frames_out // 2)
-    needed = frames_out + crossfade
+    length = round(request.duration_s * request.fps)
     if report.fps <= 0 or report.n_frames <= 0:
         raise unusable(f"has no frames ({report.n_frames} at {report.fps} fps)")
-    natural_step = report.fps / request.fps
-    step = min(natural_step, report.n_frames / needed)
-    if step * MAX_SPEEDUP < natural_step:
-        raise unusable(
-            f"is {report.duration_s:.2f}s; a {request.duration_s:g}s loop needs at least "
-            f"{needed / request.fps / MAX_SPEEDUP:.2f}s"
-        )
     try:
-        frames = list(_frames_at(mp4, [int(index * step) for index in range(needed)], request.size))
+        indices = loop_source_indices(report.n_frames, report.fps, length, request.fps)
+    except SourceTooShort as error:
+        raise unusable(f"is too short: {error}") from None
+    try:
+        frames = list(_frames_at(mp4, indices, request.size))
     except av.FFmpegError as error:
         raise unusable(f"stops decoding: {error}") from None
-    if len(frames) < needed:
-        raise unusable(f"decoded to {len(frames)} of the {needed} frames it claims")
-    looped = make_seamless_loop(frames, crossfade)
-    width, height = request.size
-    return ClipFile(
-        mp4=encode_mp4(looped, request.size, request.fps, settings),
-        poster=encode_jpeg(looped[0]),
-        width=width,
-        height=height,
-        fps=request.fps,
-        n_frames=len(looped),
-    )
+    if len(frames) < len(indices):
+        raise unusable(f"decoded to {len(frames)} of the {len(indices)} frames it claims")
+    return looped_clip(frames, request.size, request.fps, length, settings)
 
 
 def _frames_at(mp4: bytes, indices: list[int], size: tuple[int, int]) -> Iterator[np.ndarray]:

@@ -438,7 +438,7 @@ def test_unusable_output_is_named_with_its_request():
     source = RequestInfo.of("GET", "https://cdn.test/out.mp4?sig=1")
     short = encode_mp4((np.zeros((72, 128, 3), np.uint8) for _ in range(24)), (128, 72), 24)
     with pytest.raises(
-        UnusableOutput, match=r"is 1.00s; a 3s loop needs at least 2.80s \[GET https://cdn.test/out.mp4\]"
+        UnusableOutput, match=r"too short: 24 frames at 24 fps last 1.00s; a 3s loop needs at least 1.20s \[GET https://cdn.test/out.mp4\]"
     ):
         clip_from_provider_video(short, make_request(), EncodeSettings(), "runway", source)
     with pytest.raises(UnusableOutput, match="unreadable"):

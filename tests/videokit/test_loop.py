@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from videokit.loop import fit_to_size, make_seamless_loop
+from videokit.loop import fit_to_size
 
 
 def drifting_frames(count: int = 40) -> list[np.ndarray]:
@@ -20,31 +20,31 @@ def mean_step(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b).mean())
 
 
-def test_crossfade_shortens_the_clip_and_keeps_its_middle():
-    frames = drifting_frames()
-    looped = make_seamless_loop(frames, 8)
-    assert len(looped) == 32
-    assert all(np.array_equal(a, b) for a, b in zip(looped[8:], frames[8:32]))
+def test_source_indices_play_half_the_loop_at_natural_speed():
+    from videokit.loop import loop_source_indices
+
+    assert loop_source_indices(121, 24, 96, 24) == list(range(49))
+    assert loop_source_indices(81, 16, 96, 24)[:4] == [0, 0, 1, 2]  # 16 fps source, 24 fps loop
+    short = loop_source_indices(41, 24, 96, 24)  # 1.7 s for a 2 s half-loop: played 1.2x faster
+    assert len(short) == 49 and short[-1] == 40
 
 
-def test_crossfade_removes_the_seam():
-    frames = drifting_frames()
-    raw_seam = mean_step(frames[-1], frames[0])
-    looped = make_seamless_loop(frames, 8)
-    steps = [mean_step(a, b) for a, b in itertools.pairwise(looped)]
-    seam = mean_step(looped[-1], looped[0])
-    assert seam < raw_seam / 3
-    assert seam <= max(steps)
+def test_too_short_a_source_is_refused_with_the_numbers():
+    from videokit.loop import SourceTooShort, loop_source_indices
+
+    with pytest.raises(SourceTooShort, match=r"20 frames at 24 fps last 0.83s; a 4s loop needs at least 1.60s"):
+        loop_source_indices(20, 24, 96, 24)
 
 
-def test_no_crossfade_returns_the_frames():
-    frames = drifting_frames(4)
-    assert all(np.array_equal(a, b) for a, b in zip(make_seamless_loop(frames, 0), frames))
+def test_looped_clip_encodes_the_loop_at_size():
+    from videokit.encode import EncodeSettings
+    from videokit.loop import looped_clip
+    from videokit.probe import probe_mp4
 
-
-def test_crossfade_longer_than_half_the_clip_is_refused():
-    with pytest.raises(ValueError, match="twice"):
-        make_seamless_loop(drifting_frames(10), 6)
+    clip = looped_clip(drifting_frames(25), (64, 48), 12, 36, EncodeSettings(preset="ultrafast"))
+    report = probe_mp4(clip.mp4)
+    assert (report.width, report.height, report.n_frames, clip.n_frames) == (64, 48, 36, 36)
+    assert clip.poster[:2] == b"\xff\xd8"
 
 
 @pytest.mark.parametrize("size", [(64, 64), (32, 48), (128, 72)])
@@ -56,3 +56,16 @@ def test_fit_to_size_covers_and_keeps_the_centre(size):
     assert fitted.shape == (height, width, 3)
     assert fitted[height // 2, width // 2].min() > 100
     assert fitted[0, 0].max() == 0
+
+
+def test_there_and_back_keeps_frame_zero_and_has_no_seam():
+    from videokit.loop import there_and_back_loop
+
+    frames = drifting_frames(40)
+    looped = there_and_back_loop(frames, 48)
+    assert len(looped) == 48 and np.array_equal(looped[0], frames[0])
+    steps = [mean_step(a, b) for a, b in itertools.pairwise(looped)]
+    assert mean_step(looped[-1], looped[0]) <= np.median(steps)
+    assert max(steps) < mean_step(frames[0], frames[-1]) / 2
+    with pytest.raises(ValueError, match="at least 2"):
+        there_and_back_loop(frames[:1], 10)
