@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup samples instance demo test dev check bench bench-gpu bench-scale clean
+.PHONY: setup samples instance demo test dev check bench bench-gpu bench-scale bench-campaign clean
 
 setup: $(VENV)/.installed samples instance
 
@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 samples: $(VENV)/.installed
 	$(BIN)/python samples/make_samples.py
+	$(BIN)/python samples/campaign/make_campaign_samples.py
 
 instance: $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
@@ -44,5 +45,8 @@ bench-gpu: setup
 bench-scale: setup
 	$(BIN)/python bench/scale.py
 
+bench-campaign: setup
+	$(BIN)/python bench/campaign.py
+
 clean:
-	rm -rf .data $(DAGSTER_HOME) samples/packshots samples/logos
+	rm -rf .data $(DAGSTER_HOME) samples/packshots samples/logos samples/campaign/template.mp4 samples/campaign/logos

@@ -56,7 +56,7 @@ Log = Callable[[str], None]
 
 class CampaignConfig(dg.Config):
     spec: str = Field(default="samples/campaign/campaign.yaml", description="Campaign spec YAML: path, s3:// or https://.")
-    workers: int = Field(default=0, description="Render processes; 0: one per CPU core.")
+    workers: int = Field(default=0, description="Render processes; 0: one per CPU this process may run on.")
     chunk_size: int = Field(default=50, description="Clips per progress line and manifest part.")
     cache_dir: str = Field(default=DEFAULT_CACHE, description="Local folder for prepared template spans.")
     shard: int = Field(default=0, description="This run's share of the recipients, 0..shards-1.")
@@ -79,6 +79,7 @@ class CampaignReport:
     wall_s: float
     render_wall_s: float
     prepare_s: float
+    prepare_cpu_s: float
     peak_rss_mb: float
     min_join_psnr_db: float
     max_join_step: float
@@ -189,7 +190,7 @@ def run_campaign(storage: StorageResource, campaign: str, spec_uri: str, *, work
     known = {(r.recipient_id, r.aspect): r for r in previous.itertuples()}
     rows: dict[tuple[str, str], dict] = {}
     work: list[tuple[str, str, list[Recipient]]] = []  # (aspect, prepared folder, recipients to render)
-    prepare_s = 0.0
+    prepare_s = prepare_cpu_s = 0.0
     for aspect in spec.output.aspects:
         stored = set(storage.list_keys(f"{prefix}/{aspect_slug(aspect)}/"))
         todo = []
@@ -205,10 +206,11 @@ def run_campaign(storage: StorageResource, campaign: str, spec_uri: str, *, work
                 todo.append(recipient)
         if not todo:
             continue
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         plan = plan_for(spec, info, aspect, n_frames)
         folder = str(prepare_aspect(template, plan, cache_dir))
         prepare_s += time.perf_counter() - started
+        prepare_cpu_s += time.process_time() - started_cpu
         changed = sum(s.length for s in plan.spans if s.changed)
         log(f"{aspect}: template prepared in {time.perf_counter() - started:.1f} s; {len(plan.spans)} spans, "
             f"{changed}/{n_frames} frames re-encoded per recipient; {len(todo)} clips to render")
@@ -218,7 +220,7 @@ def run_campaign(storage: StorageResource, campaign: str, spec_uri: str, *, work
     by_id = {r.recipient_id: r for r in recipients}
     jobs = (RenderJob(r.recipient_id, aspect, folder, r.contents) for aspect, folder, todo in work for r in todo)
 
-    workers = min(workers or os.cpu_count() or 1, max(1, total))
+    workers = min(workers or len(os.sched_getaffinity(0)), max(1, total))
     rendered = qa_failed = 0
     workers_cpu = inline_cpu = 0.0
     peaks: dict[int, float] = {}
@@ -269,7 +271,7 @@ def run_campaign(storage: StorageResource, campaign: str, spec_uri: str, *, work
         campaign=campaign, spec_hash=spec_hash, recipients=len(frame), accepted=len(recipients), rejects=rejects,
         aspects=list(spec.output.aspects), rendered=rendered, reused=reused, qa_failed=qa_failed,
         cpu_s=parent_cpu + workers_cpu, workers_cpu_s=workers_cpu, wall_s=time.perf_counter() - wall0,
-        render_wall_s=render_wall, prepare_s=prepare_s,
+        render_wall_s=render_wall, prepare_s=prepare_s, prepare_cpu_s=prepare_cpu_s,
         peak_rss_mb=own_peak + sum(peak for pid, peak in peaks.items() if pid != os.getpid()),
         min_join_psnr_db=min(psnrs, default=float("nan")), max_join_step=max(steps, default=float("nan")),
         manifest_key=manifest_key, rejects_key=rejects_key, manifest=manifest,
@@ -321,6 +323,7 @@ def campaign_clips(context: dg.AssetExecutionContext, config: CampaignConfig, st
         "workers_cpu_s": dg.MetadataValue.float(round(report.workers_cpu_s, 3)),
         "wall_s": dg.MetadataValue.float(round(report.wall_s, 3)),
         "template_prepare_s": dg.MetadataValue.float(round(report.prepare_s, 3)),
+        "template_prepare_cpu_s": dg.MetadataValue.float(round(report.prepare_cpu_s, 3)),
         "cost_usd": dg.MetadataValue.float(cost.cost_usd),
         "cost_per_clip_usd": dg.MetadataValue.float(per_clip),
         "clips_per_min": dg.MetadataValue.float(round(report.clips_per_min, 2)),

@@ -1,24 +1,30 @@
-"""The one Definitions object: assets, checks, jobs and resources of skuvid."""
+"""The one Definitions object: assets, checks, jobs, sensors, schedules and resources of skuvid."""
 
 import dagster as dg
 
+from assets.campaigns import campaign_clips
 from assets.catalog import sku_catalog
 from assets.clips import clip
 from assets.costs import cost_estimate, cost_report
 from assets.keyframes import keyframe
 from assets.publish import published_video
-from pipelines.jobs import catalog_job, sku_video_job
+from pipelines.jobs import campaign_job, catalog_job, sku_video_job
 from pipelines.resources import build_resources
 from pipelines.schedules import nightly_catalog_refresh
 from pipelines.sensors import new_sku_drops
 
-defs = dg.Definitions(
-    assets=[sku_catalog, keyframe, clip, published_video, cost_estimate, cost_report],
-    jobs=[catalog_job, sku_video_job],
-    sensors=[new_sku_drops],
-    schedules=[nightly_catalog_refresh],
-    resources=build_resources(),
-    # In-process: a run's steps share one process, so a SKU (or a batch of them in a backfill run) pays for
-    # one process start, not one per step; backfill runs use the implicit asset job, so it is set here.
-    executor=dg.in_process_executor,
-)
+
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[sku_catalog, keyframe, clip, published_video, cost_estimate, cost_report, campaign_clips],
+        jobs=[catalog_job, sku_video_job, campaign_job],
+        sensors=[new_sku_drops],
+        schedules=[nightly_catalog_refresh],
+        resources=resources if resources is not None else build_resources(),
+        # In-process: a run's steps share one process, so a SKU (or a batch of them in a backfill run) pays for
+        # one process start, not one per step; backfill runs use the implicit asset job, so it is set here.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +15,10 @@ from rich.table import Table
 
 from assets.catalog import read_catalog
 from assets.publish import read_manifest
-from pipelines.definitions import defs
+from pipelines.definitions import build_definitions
 from pipelines.instance import apply_pool_limits
+from pipelines.resources import api_settings, build_resources
+from resources.emulators import start_emulators
 from resources.storage import StorageResource
 
 
@@ -22,6 +26,7 @@ from resources.storage import StorageResource
 class SkuOutcome:
     sku_id: str
     status: str
+    route: str
     provider: str
     keyframe_qa: str
     clip_qa: str
@@ -43,10 +48,16 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> d
     return {k: v.value for k, v in events[-1].metadata.items()} if events else {}
 
 
-def render_sku(instance: dg.DagsterInstance, sku_id: str) -> SkuOutcome:
+# The demo prints its own table; Dagster's per-event lines would bury it (they stay in the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DEMO_CAMPAIGN = ("spring-welcome-demo", "samples/campaign/demo.yaml")
+EMULATED_LEDGER = "sqlite:///.data/ledger-emulated-apis.sqlite"
+
+
+def render_sku(defs: dg.Definitions, instance: dg.DagsterInstance, sku_id: str) -> SkuOutcome:
     job = defs.resolve_job_def("sku_video_job")
     started = time.perf_counter()
-    result = job.execute_in_process(partition_key=sku_id, instance=instance, raise_on_error=False)
+    result = job.execute_in_process(partition_key=sku_id, instance=instance, raise_on_error=False, run_config=QUIET)
     seconds = time.perf_counter() - started
     keyframe_meta = materialization_metadata(result, "keyframe")
     clip_meta = materialization_metadata(result, "clip")
@@ -61,12 +72,32 @@ def render_sku(instance: dg.DagsterInstance, sku_id: str) -> SkuOutcome:
     return SkuOutcome(
         sku_id=sku_id,
         status=status,
+        route=str(clip_meta.get("route", "-")),
         provider=str(clip_meta.get("provider", "-")),
         keyframe_qa=checks_summary(result, "keyframe"),
         clip_qa=checks_summary(result, "clip"),
         cost_usd=float(keyframe_meta.get("original_cost_usd", 0.0)) + float(clip_meta.get("original_cost_usd", 0.0)),
         seconds=seconds,
         reused=bool(clip_meta.get("reused", False)),
+    )
+
+
+def render_campaign(defs: dg.Definitions, instance: dg.DagsterInstance, console: Console) -> None:
+    name, spec = DEMO_CAMPAIGN
+    instance.add_dynamic_partitions("campaign", [name])
+    started = time.perf_counter()
+    result = defs.resolve_job_def("campaign_job").execute_in_process(
+        partition_key=name, instance=instance, raise_on_error=False,
+        run_config={**QUIET, "ops": {"campaign_clips": {"config": {"spec": spec}}}},
+    )
+    meta = materialization_metadata(result, "campaign_clips")
+    if not meta:
+        console.print(f"[red]campaign {name}: failed, see the run in the UI[/]")
+        return
+    console.print(
+        f"campaign {name}: {meta['clips']} personalized clips rendered, {meta['clips_reused']} reused, "
+        f"{meta['rejected_rows']} recipients rejected, {meta['qa_failed']} failed QA, in "
+        f"{time.perf_counter() - started:.1f}s; manifest {meta['manifest']}"
     )
 
 
@@ -90,12 +121,35 @@ def write_gallery(storage: StorageResource) -> Path | None:
     return Path(storage.url("published/index.html").removeprefix("file://"))
 
 
+def demo_definitions(stack: ExitStack, console: Console) -> dg.Definitions:
+    """The project's definitions; API providers with no key set point at local emulators, and the demo says so."""
+    unset = [name for name, fields in api_settings().items() if not any(k in fields for k in ("api_key", "access_key"))]
+    if not unset:
+        return build_definitions()
+    emulators = stack.enter_context(start_emulators())
+    settings = emulators.provider_settings()
+    # Emulated jobs are booked at list price in a ledger of their own, never with real spending.
+    os.environ["SKUVID_LEDGER_URL"] = EMULATED_LEDGER
+    console.print(
+        f"[yellow]No API key set for {', '.join(unset)}: hero SKUs routed to them are rendered by local "
+        f"EMULATORS of those APIs on 127.0.0.1 (emulated output, no money spent; list prices are booked in "
+        f"{EMULATED_LEDGER}). Set RUNWAYML_API_SECRET, KLING_ACCESS_KEY/KLING_SECRET_KEY or FAL_KEY to use "
+        f"the real services.[/]"
+    )
+    return build_definitions(build_resources(api_overrides={name: settings[name] for name in unset}))
+
+
 def run_demo(catalog: str, brands: str, console: Console) -> list[SkuOutcome]:
+    with ExitStack() as stack:
+        return run_demo_with(demo_definitions(stack, console), catalog, brands, console)
+
+
+def run_demo_with(defs: dg.Definitions, catalog: str, brands: str, console: Console) -> list[SkuOutcome]:
     instance = dg.DagsterInstance.get()
     apply_pool_limits(instance)
     storage: StorageResource = defs.resources["storage"]
     started = time.perf_counter()
-    run_config = {"ops": {"sku_catalog": {"config": {"source": catalog, "brands": brands}}}}
+    run_config = {**QUIET, "ops": {"sku_catalog": {"config": {"source": catalog, "brands": brands}}}}
     catalog_result = defs.resolve_job_def("catalog_job").execute_in_process(instance=instance, run_config=run_config)
     catalog_meta = materialization_metadata(catalog_result, "sku_catalog")
     console.print(
@@ -105,16 +159,17 @@ def run_demo(catalog: str, brands: str, console: Console) -> list[SkuOutcome]:
     skus = sorted(read_catalog(storage)["sku_id"])
     outcomes = []
     for sku_id in skus:
-        outcome = render_sku(instance, sku_id)
+        outcome = render_sku(defs, instance, sku_id)
         console.print(f"  {sku_id}: {outcome.status} in {outcome.seconds:.1f}s")
         outcomes.append(outcome)
     table = Table(title="skuvid demo: one row per SKU")
-    for column in ("SKU", "status", "clip by", "keyframe QA", "clip QA", "cost USD", "seconds", "reused"):
+    for column in ("SKU", "status", "route", "clip by", "keyframe QA", "clip QA", "cost USD", "seconds", "reused"):
         table.add_column(column, justify="right" if column in ("cost USD", "seconds") else "left")
     for o in outcomes:
-        table.add_row(o.sku_id, o.status, o.provider, o.keyframe_qa, o.clip_qa, f"{o.cost_usd:.6f}", f"{o.seconds:.1f}",
+        table.add_row(o.sku_id, o.status, o.route, o.provider, o.keyframe_qa, o.clip_qa, f"{o.cost_usd:.6f}", f"{o.seconds:.1f}",
                       "yes" if o.reused else "no")
     console.print(table)
+    render_campaign(defs, instance, console)
     gallery = write_gallery(storage)
     total = time.perf_counter() - started
     published = sum(o.status == "published" for o in outcomes)

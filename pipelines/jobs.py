@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.campaigns import campaign_clips
 from assets.catalog import sku_catalog
 from assets.clips import clip
 from assets.keyframes import keyframe
@@ -17,4 +18,10 @@ sku_video_job = dg.define_asset_job(
     "sku_video_job",
     selection=dg.AssetSelection.assets(keyframe, clip, published_video),
     description="Keyframe -> clip -> QA checks -> published video, for one SKU partition.",
+)
+
+campaign_job = dg.define_asset_job(
+    "campaign_job",
+    selection=[campaign_clips],
+    description="Render every recipient's personalized clip of one campaign partition.",
 )

@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from videokit.encode import EncodeSettings, encode_mp4
 from videokit.loop import fit_to_size
 
-ZOOM = 0.08  # how much closer the emulated camera gets over a clip
+ZOOM = 0.15  # a push-in of about the amplitude real image-to-video output moves
 
 
 @dataclass(frozen=True)

@@ -592,18 +592,23 @@ class ApiClipProvider(ConfigurableResource):
             return Availability(False, f"{' and '.join(missing)} not set")
         return Availability.ok()
 
+    def job_params(self, request: ClipRequest) -> dict:
+        """What identifies the job. The seed and the keyframe define the take even where the provider's request
+        has no field for them; the endpoint too: a job on staging (or an emulator) is not the production job."""
+        return {
+            "endpoint": self.base_url,
+            "task": self.task_params(request, provider_seconds(request)),
+            "seed": request.seed,
+            "keyframe_sha256": keyframe_digest(request),
+        }
+
     def render_clip(self, request: ClipRequest, log: Log) -> ClipResult:
         available = self.availability()
         if not available.available:
             raise ProviderError(self.name, available.reason)
         seconds = provider_seconds(request)
         price = api_list_price(self.prices.table, self.price_key(), seconds)
-        # The seed and the keyframe define the take even where the provider's request has no field for them.
-        params = {
-            "task": self.task_params(request, seconds),
-            "seed": request.seed,
-            "keyframe_sha256": keyframe_digest(request),
-        }
+        params = self.job_params(request)
         with measure_usage() as usage:
             job = self.ledger.open_job(
                 JobSpec(

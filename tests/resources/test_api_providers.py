@@ -31,8 +31,6 @@ from resources.generators.api_common import (
     api_list_price,
     clip_from_provider_video,
     idempotency_key,
-    keyframe_digest,
-    provider_seconds,
     redact_url,
     retry_after_seconds,
 )
@@ -280,11 +278,7 @@ def test_a_crash_between_reservation_and_create_request_submits_once(case):
     provider = case.provider()
     request = make_request()
     # What a run that died right after opening its job leaves behind: a reserved job.
-    params = {
-        "task": provider.task_params(request, provider_seconds(request)),
-        "seed": request.seed,
-        "keyframe_sha256": keyframe_digest(request),
-    }
+    params = provider.job_params(request)
     key = idempotency_key(request, provider.name, params)
     price = api_list_price(provider.prices.table, provider.price_key(), 5).usd
     case.ledger().open_job(
