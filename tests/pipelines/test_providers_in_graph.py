@@ -76,12 +76,16 @@ def test_keyframe_and_clip_through_each_gpu_family(catalog_dir, tmp_path, tiny_m
 def test_api_hero_through_the_emulator_leaks_no_key(catalog_dir, tmp_path, monkeypatch):
     from resources.emulators import start_emulators
 
-    with start_emulators(output_short_side=180) as emulators:
+    with start_emulators() as emulators:
         settings = emulators.provider_settings()["runway"]
         monkeypatch.setenv("RUNWAYML_API_SECRET", settings["api_key"])
         monkeypatch.setenv("SKUVID_RUNWAY_BASE_URL", settings["base_url"])
-        resources = {**build_resources(), "storage": StorageResource(root=str(tmp_path / "data"))}
+        # The emulator's stand-in motion on this plain packshot sits under the hero bar; this test is about keys.
+        resources = {**build_resources(), "storage": StorageResource(root=str(tmp_path / "data")),
+                     "quality_bar": QualityBarResource(hero={"min_motion": 0.0})}
         assert isinstance(resources["runway"], RunwayClips)
+        (tmp_path / "instance").mkdir()
+        (tmp_path / "instance" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
             dg.materialize([sku_catalog], instance=instance, resources=resources,
                            run_config=catalog_config(catalog_dir))
