@@ -32,6 +32,7 @@ from videokit.packshots import PRODUCT_KINDS, draw_packshot  # noqa: E402
 
 console = Console()
 KINDS = list(PRODUCT_KINDS)
+PURE_WORK_SKUS = 10
 BRANDS_YAML = "brands:\n  acme:\n    background: {style: studio, colors: ['#F1ECE4', '#D6CBBB']}\n"
 
 
@@ -121,7 +122,8 @@ def pure_work_per_sku(sample: list[str], storage_root: Path) -> float:
         sku = load_sku(storage, sku_id)
         keyframe = render_keyframe(storage, sku, resources["compose"], lambda _: None)
         layers = KeyframeLayers.from_files({n: storage.read_bytes(k) for n, k in keyframe["files"].items()})
-        clip, _ = render_attempt(storage, sku, keyframe, layers, resources["motion"], ClipConfig(), 0, 1, lambda _: None)
+        clip, _ = render_attempt(storage, sku, keyframe, layers, "motion", resources["motion"], ClipConfig(), 0, 1,
+                                 lambda _: None)
         publish_files(storage, sku, clip, keyframe, ClipScores(**clip["scores"]), 5)
     return (time.perf_counter() - started) / len(sample)
 
@@ -155,7 +157,11 @@ def measure_backfill(skus: int, per_run_sample: int, work: Path) -> dict:
     for index, shot in enumerate(base_packshots(900)):
         (catalog_dir / "packshots" / f"{index}.png").write_bytes(shot)
     (catalog_dir / "brands.yaml").write_text(BRANDS_YAML)
-    (catalog_dir / "catalog.csv").write_text(catalog_rows(skus + per_run_sample, lambda i: f"packshots/{i % len(KINDS)}.png"))
+    # Three disjoint sets of SKUs: the batched backfill, the one-run-per-SKU baseline, and the work done
+    # without Dagster (so no set finds another's artifacts and skips its rendering).
+    (catalog_dir / "catalog.csv").write_text(
+        catalog_rows(skus + per_run_sample + PURE_WORK_SKUS, lambda i: f"packshots/{i % len(KINDS)}.png")
+    )
     env = {**os.environ, "DAGSTER_HOME": str(home), "SKUVID_STORAGE_ROOT": str(data)}
     os.environ.update(env)
 
@@ -168,16 +174,16 @@ def measure_backfill(skus: int, per_run_sample: int, work: Path) -> dict:
                                                  "brands": str(catalog_dir / "brands.yaml")}}}}
     defs.resolve_job_def("catalog_job").execute_in_process(instance=instance, run_config=config)
     all_skus = sorted(instance.get_dynamic_partitions("sku"))
-    batched, single = all_skus[:skus], all_skus[skus:]
+    batched, single = all_skus[:skus], all_skus[skus : skus + per_run_sample]
 
     console.print("measuring the same work without Dagster ...")
-    work_per_sku = pure_work_per_sku(single[: min(10, len(single))] or batched[:10], data)
+    work_per_sku = pure_work_per_sku(all_skus[skus + per_run_sample :], data)
 
     daemon = subprocess.Popen(["dagster-daemon", "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO, env=env,
                               stdout=open(work / "daemon.log", "wb"), stderr=subprocess.STDOUT)
     try:
         from dagster._core.execution.backfill import PartitionBackfill
-        from dagster._core.execution.asset_backfill import make_new_backfill_id  # noqa: F401
+        from dagster._core.utils import make_new_backfill_id
 
         console.print(f"backfill of {len(batched)} SKUs through the daemon (batched runs) ...")
         backfill_id = make_new_backfill_id()
