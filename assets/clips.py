@@ -18,8 +18,7 @@ from assets.artifacts import (
 from assets.catalog import Sku, load_sku
 from assets.cost_estimate import load_policy
 from assets.escalation import escalate
-from assets.partitions import sku_partitions
-from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
+from assets.per_sku import SkuOutcome, run_per_sku, sku_asset
 from resources.generators.base import ClipRequest
 from resources.pool_slots import pool_slot
 from resources.routing import PolicyError
@@ -58,23 +57,13 @@ def clip_scores(sku: Sku, layers: KeyframeLayers, clip: ClipFile) -> ClipScores:
 CLIP_PROVIDERS = ("motion", "wan", "wan_ti2v", "cogvideox", "runway", "kling", "pika")
 
 
-@dg.multi_asset(
-    name="clip",
-    specs=[
-        dg.AssetSpec(
-            "clip",
-            deps=["keyframe"],
-            group_name="sku_video",
-            kinds={"mp4"},
-            description="The SKU's looping clip (H.264 MP4 with faststart) and its poster, from the first provider "
-            "of its routing chain that is available and passes QA.",
-        )
-    ],
-    partitions_def=sku_partitions,
-    check_specs=check_specs("clip", CLIP_CHECKS),
-    can_subset=True,
-    backfill_policy=sku_backfill_policy(),
-    # The provider is chosen per SKU, so every provider is a required resource, taken from the context.
+@sku_asset(
+    "clip",
+    deps=["keyframe"],
+    kinds={"mp4"},
+    description="The SKU's looping clip (H.264 MP4 with faststart) and its poster, from the first provider "
+    "of its routing chain that is available and passes QA.",
+    checks=CLIP_CHECKS,
     required_resource_keys={"storage", "quality_bar", "routing", "prices", "ledger", *CLIP_PROVIDERS},
 )
 def clip(context: dg.AssetExecutionContext, config: ClipConfig):

@@ -8,8 +8,7 @@ import numpy as np
 from assets.artifacts import cost_metadata, qa_summary, read_record, record_render_charge, render_prefix, save_render
 from assets.catalog import Sku, load_sku, sku_catalog
 from assets.cost_estimate import load_policy
-from assets.partitions import sku_partitions
-from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
+from assets.per_sku import SkuOutcome, run_per_sku, sku_asset
 from resources.generators.base import KeyframeRequest
 from resources.pool_slots import pool_slot
 from resources.routing import PolicyError
@@ -47,22 +46,12 @@ def keyframe_scores(sku: Sku, layers: KeyframeLayers) -> KeyframeScores:
     )
 
 
-@dg.multi_asset(
-    name="keyframe",
-    specs=[
-        dg.AssetSpec(
-            "keyframe",
-            deps=[sku_catalog],
-            group_name="sku_video",
-            kinds={"png"},
-            description="The SKU's keyframe: product cut out of its packshot on the brand background, with layers for motion.",
-        )
-    ],
-    partitions_def=sku_partitions,
-    check_specs=check_specs("keyframe", KEYFRAME_CHECKS),
-    can_subset=True,
-    backfill_policy=sku_backfill_policy(),
-    # The provider is chosen per SKU, so every provider is a required resource, taken from the context.
+@sku_asset(
+    "keyframe",
+    deps=[sku_catalog],
+    kinds={"png"},
+    description="The SKU's keyframe: product cut out of its packshot on the brand background, with layers for motion.",
+    checks=KEYFRAME_CHECKS,
     required_resource_keys={"storage", "quality_bar", "routing", "prices", "ledger", *KEYFRAME_PROVIDERS},
 )
 def keyframe(context: dg.AssetExecutionContext):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from assets.artifacts import check_results, metadata_value
+from assets.partitions import sku_partitions
 from videokit.qa import CheckOutcome
 
 SKU_BATCH_SIZE = 50
@@ -29,6 +30,23 @@ def sku_backfill_policy() -> dg.BackfillPolicy:
 
 def check_specs(asset: str, checks: dict[str, str]) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(name, asset=asset, blocking=True, description=why) for name, why in checks.items()]
+
+
+def sku_asset(name: str, *, deps: list, kinds: set[str], description: str, checks: dict[str, str],
+              required_resource_keys: set[str] | None = None):
+    """A per-SKU asset: partitioned by `sku`, batched in backfills, its blocking checks evaluated per SKU.
+
+    A multi_asset with one spec, because only that form lets a batched run report each SKU's checks itself.
+    """
+    return dg.multi_asset(
+        name=name,
+        specs=[dg.AssetSpec(name, deps=deps, group_name="sku_video", kinds=kinds, description=description)],
+        partitions_def=sku_partitions,
+        check_specs=check_specs(name, checks),
+        can_subset=True,
+        backfill_policy=sku_backfill_policy(),
+        required_resource_keys=required_resource_keys,
+    )
 
 
 def failed_outcome(error: Exception, check_names: list[str]) -> SkuOutcome:

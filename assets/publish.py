@@ -12,8 +12,7 @@ import pandas as pd
 
 from assets.artifacts import cost_metadata, read_record
 from assets.catalog import Sku, load_sku, write_parquet
-from assets.partitions import sku_partitions
-from assets.per_sku import SkuOutcome, check_specs, run_per_sku, sku_backfill_policy
+from assets.per_sku import SkuOutcome, run_per_sku, sku_asset
 from resources.generators.base import measure_usage
 from resources.pricing import PricesResource
 from resources.quality import QualityBarResource
@@ -82,21 +81,12 @@ def publish_files(
 PUBLISH_CHECKS = {"published_video_in_manifest": "The video is published and the manifest row has the current content."}
 
 
-@dg.multi_asset(
-    name="published_video",
-    specs=[
-        dg.AssetSpec(
-            "published_video",
-            deps=["clip"],
-            group_name="sku_video",
-            kinds={"mp4"},
-            description="The clip and poster a storefront can serve, and the SKU's row in the published manifest.",
-        )
-    ],
-    partitions_def=sku_partitions,
-    check_specs=check_specs("published_video", PUBLISH_CHECKS),
-    can_subset=True,
-    backfill_policy=sku_backfill_policy(),
+@sku_asset(
+    "published_video",
+    deps=["clip"],
+    kinds={"mp4"},
+    description="The clip and poster a storefront can serve, and the SKU's row in the published manifest.",
+    checks=PUBLISH_CHECKS,
 )
 def published_video(
     context: dg.AssetExecutionContext,

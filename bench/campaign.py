@@ -15,7 +15,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import machine_info  # noqa: E402
 
 # Project modules are imported inside the functions that use them: the render workers are spawned, and a
 # spawned worker re-imports this script first, so what is imported here would sit in every worker's memory.
@@ -202,15 +203,7 @@ def run_ffmpeg_baseline(folder: Path, spec_path: Path, storage, spec_hash: str, 
 
 
 def machine(cores: int) -> dict:
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cores_used": cores, "cores": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "load_average_start": list(os.getloadavg())}
+    return {**machine_info(), "cores_used": cores, "load_average_start": list(os.getloadavg())}
 
 
 def versions() -> dict:

@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -21,10 +20,15 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image, ImageDraw  # noqa: E402
 from rich.console import Console
 from rich.table import Table
 
+from bench.machine import machine_info  # noqa: E402
 from videokit.brand import BrandKit
 from videokit.compose import KeyframeLayers, compose_keyframe, over, shadow_premultiplied
 from videokit.encode import EncodeSettings
@@ -155,17 +159,6 @@ def cpu_and_wall_runs(work: Callable[[], object], runs: int) -> tuple[list[float
     return cpu, wall, result
 
 
-def machine() -> dict:
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cores": os.cpu_count(), "cpu_model": model, "python": platform.python_version()}
-
-
 def library_versions() -> dict:
     # moviepy 2.2.1's own __version__ still says 2.1.2, so ask the installed distribution.
     return {name: metadata.version(name) for name in ("av", "opencv-python-headless", "numpy", "moviepy")}
@@ -238,7 +231,7 @@ def main() -> None:
     console.print(table)
     speed_verdict = "[green]ok[/]" if speedup >= TARGET_SPEEDUP else f"[red]below {TARGET_SPEEDUP:g}x[/]"
     console.print(f"ours vs MoviePy: [bold]{speedup:.1f}x[/] faster ({speed_verdict})")
-    host = machine()
+    host = machine_info()
     console.print(f"machine: {host['cores']} cores, {host['cpu_model']}, Python {host['python']}")
 
     report = {

@@ -11,7 +11,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import dagster as dg  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.machine import machine_info  # noqa: E402
 from tests.servers import seaweedfs  # noqa: E402
 from videokit.packshots import PRODUCT_KINDS, draw_packshot  # noqa: E402
 
@@ -246,12 +246,6 @@ def wait_for_backfill(instance: dg.DagsterInstance, backfill_id: str, timeout_s:
     raise TimeoutError(f"backfill {backfill_id} not finished after {timeout_s}s")
 
 
-def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tick-skus", type=int, default=10_000)
@@ -260,7 +254,7 @@ def main() -> None:
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--out", default=str(REPO / "bench/results/scale.json"))
     args = parser.parse_args()
-    results = {"measured_at": datetime.now(UTC).isoformat(), "machine": machine()}
+    results = {"measured_at": datetime.now(UTC).isoformat(), "machine": machine_info()}
     with tempfile.TemporaryDirectory(prefix="skuvid-scale-") as tmp:
         work = Path(tmp)
         (work / "tick").mkdir()
@@ -285,7 +279,7 @@ def main() -> None:
         table.add_row("Dagster overhead per SKU, one run per SKU (s)", f"{b['baseline_overhead_s_per_sku']:.2f}", "")
         table.add_row("overhead ratio, one run per SKU / batched", f"{b['overhead_ratio_per_run_vs_batched']}x", "")
     console.print(table)
-    console.print(machine())
+    console.print(machine_info())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     console.print(f"written {args.out}")
