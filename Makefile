@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup samples instance demo test dev check bench bench-gpu bench-scale bench-campaign clean
+.PHONY: setup samples instance demo test dev check bench bench-gpu bench-scale bench-campaign bench-training clean
 
 setup: $(VENV)/.installed samples instance
 
@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 samples: $(VENV)/.installed
 	$(BIN)/python samples/make_samples.py
 	$(BIN)/python samples/campaign/make_campaign_samples.py
+	$(BIN)/python samples/training/make_training_samples.py
 
 instance: $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
@@ -48,5 +49,8 @@ bench-scale: setup
 bench-campaign: setup
 	$(BIN)/python bench/campaign.py
 
+bench-training: setup
+	$(BIN)/python bench/training.py
+
 clean:
-	rm -rf .data $(DAGSTER_HOME) samples/packshots samples/logos samples/campaign/template.mp4 samples/campaign/logos
+	rm -rf .data $(DAGSTER_HOME) samples/packshots samples/logos samples/campaign/template.mp4 samples/campaign/logos samples/training/images

@@ -14,7 +14,6 @@ Presenter clips are paid jobs in the ledger, stored under `training/presenters/`
 Without the presenter the module is a narrated slide video, and the metadata says why.
 """
 
-
 import hashlib
 import json
 import resource
@@ -42,7 +41,6 @@ from resources.generators.did import DidPresenter
 from resources.generators.heygen import HeyGenPresenter
 from resources.ledger import LedgerError, LedgerResource
 from resources.presenters import (
-    PRESENTER_LIST_PRICES,
     ApiPresenterProvider,
     PresenterInputError,
     PresenterRequest,
@@ -72,14 +70,23 @@ class TrainingError(RuntimeError):
 
 
 class TrainingConfig(dg.Config):
-    script: str = Field(default="samples/training/quick-start.md",
-                        description="The module script (Markdown): a path, s3:// or https://.")
-    presenter: str = Field(default="", description="none, heygen or did to override the script's presenter; "
-                                                   "empty keeps the script's.")
-    workers: int = Field(default=0, description="Scene render processes; 0: one per CPU this process may use.")
+    script: str = Field(
+        default="samples/training/quick-start.md",
+        description="The module script (Markdown): a path, s3:// or https://.",
+    )
+    presenter: str = Field(
+        default="",
+        description="none, heygen or did to override the script's presenter; empty keeps the script's.",
+    )
+    workers: int = Field(
+        default=0, description="Scene render processes; 0: one per CPU this process may use."
+    )
     presenter_concurrency: int = Field(default=4, description="Presenter clips in flight at once.")
-    budget_usd: float | None = Field(default=None, description="Most this module may spend on presenter clips "
-                                                               "(ledger scope training:<module>); none: no limit.")
+    budget_usd: float | None = Field(
+        default=None,
+        description="Most this module may spend on presenter clips "
+        "(ledger scope training:<module>); none: no limit.",
+    )
 
 
 @dataclass
@@ -146,9 +153,15 @@ def save_scene(storage: StorageResource, key: str, rendered, title: str) -> dict
         parts.append({"file": name, "frames": part.frames, "repeat": part.repeat})
     storage.write_bytes(f"{prefix}/audio.m4a", rendered.pieces.audio)
     record = {
-        "key": key, "title": title, "n_frames": rendered.pieces.n_frames, "parts": parts,
-        "speech_s": rendered.speech_s, "cues": [asdict(cue) for cue in rendered.cues],
-        "tts_chars": rendered.tts_chars, "cpu_s": rendered.cpu_s, "created_at": datetime.now(UTC).isoformat(),
+        "key": key,
+        "title": title,
+        "n_frames": rendered.pieces.n_frames,
+        "parts": parts,
+        "speech_s": rendered.speech_s,
+        "cues": [asdict(cue) for cue in rendered.cues],
+        "tts_chars": rendered.tts_chars,
+        "cpu_s": rendered.cpu_s,
+        "created_at": datetime.now(UTC).isoformat(),
     }
     storage.write_json(f"{prefix}/scene.json", record)
     return record
@@ -156,8 +169,13 @@ def save_scene(storage: StorageResource, key: str, rendered, title: str) -> dict
 
 def load_scene(storage: StorageResource, record: Mapping) -> ScenePieces:
     prefix = scene_prefix(record["key"])
-    parts = [VideoPart(storage.read_bytes(f"{prefix}/{p['file']}"), p["frames"], p["repeat"]) for p in record["parts"]]
-    return ScenePieces(parts=parts, audio=storage.read_bytes(f"{prefix}/audio.m4a"), n_frames=record["n_frames"])
+    parts = [
+        VideoPart(storage.read_bytes(f"{prefix}/{p['file']}"), p["frames"], p["repeat"])
+        for p in record["parts"]
+    ]
+    return ScenePieces(
+        parts=parts, audio=storage.read_bytes(f"{prefix}/audio.m4a"), n_frames=record["n_frames"]
+    )
 
 
 # --------------------------------------------------------------------------- presenters
@@ -173,11 +191,14 @@ class PresenterPlan:
         return self.provider.name if self.provider is not None else "espeak-ng"
 
 
-def choose_presenter(script: ModuleScript, override: str, presenters: Mapping[str, ApiPresenterProvider | None],
-                     log: Log) -> PresenterPlan:
+def choose_presenter(
+    script: ModuleScript, override: str, presenters: Mapping[str, ApiPresenterProvider | None], log: Log
+) -> PresenterPlan:
     wanted = (override or script.front.presenter.provider).strip().lower()
     if wanted not in ("none", "heygen", "did"):
-        raise ScriptError(script.source, [(1, f"presenter {wanted!r} (from the run config) is not none, heygen or did")])
+        raise ScriptError(
+            script.source, [(1, f"presenter {wanted!r} (from the run config) is not none, heygen or did")]
+        )
     if wanted == "none":
         return PresenterPlan(None, "")
     provider = presenters.get(wanted)
@@ -192,20 +213,56 @@ def choose_presenter(script: ModuleScript, override: str, presenters: Mapping[st
     return PresenterPlan(provider, "")
 
 
-def presenter_requests(module: str, script: ModuleScript, plan: PresenterPlan, settings: AssemblySettings,
-                       budget_scopes: tuple[str, ...]) -> list[PresenterRequest]:
+def presenter_requests(
+    module: str,
+    script: ModuleScript,
+    plan: PresenterPlan,
+    settings: AssemblySettings,
+    budget_scopes: tuple[str, ...],
+) -> list[PresenterRequest]:
     side = min(1080, max(128, 2 * round(0.92 * settings.size[1] / 2)))
     spec = script.front.presenter
+    rate = plan.provider.words_per_minute if plan.provider is not None else 150
     return [
-        PresenterRequest(module=module, scene=scene.title, text=scene.narration, size=(side, side),
-                         avatar=spec.avatar, voice=spec.voice, background=script.front.defaults.theme.background,
-                         words_per_minute=script.front.defaults.words_per_minute, budget_scopes=budget_scopes)
+        PresenterRequest(
+            module=module,
+            scene=scene.title,
+            text=scene.narration,
+            size=(side, side),
+            avatar=spec.avatar,
+            voice=spec.voice,
+            background=script.front.defaults.theme.background,
+            words_per_minute=rate,
+            budget_scopes=budget_scopes,
+        )
         for scene in script.scenes
     ]
 
 
-def fetch_presenter_clips(storage: StorageResource, plan: PresenterPlan, requests: list[PresenterRequest],
-                          wanted: list[int], concurrency: int, log: Log) -> tuple[dict[int, bytes], float, int]:
+def check_presenter_limits(
+    script: ModuleScript, plan: PresenterPlan, requests: list[PresenterRequest]
+) -> None:
+    """Raise ScriptError naming every scene whose narration breaks the presenter's limits."""
+    if plan.provider is None:
+        return
+    problems = []
+    for scene, request in zip(script.scenes, requests):
+        try:
+            plan.provider.check_request(request)
+        except PresenterInputError as error:
+            problems.append((scene.line, str(error)))
+    if problems:
+        raise ScriptError(script.source, problems)
+
+
+def fetch_presenter_clips(
+    storage: StorageResource,
+    plan: PresenterPlan,
+    requests: list[PresenterRequest],
+    wanted: list[int],
+    concurrency: int,
+    log: Log,
+) -> tuple[dict[int, bytes], float, int]:
     """Presenter clips of the wanted scenes: from storage, else from the provider (one paid job each, run
     `concurrency` at a time). Returns (clips by scene index, USD charged in this run, clips bought)."""
     provider = plan.provider
@@ -237,26 +294,33 @@ def fetch_presenter_clips(storage: StorageResource, plan: PresenterPlan, request
                 bought += 1
 
     if todo:
-        log(f"{provider.name}: {len(todo)} presenter clip(s) to make, {len(wanted) - len(todo)} stored already")
+        log(
+            f"{provider.name}: {len(todo)} presenter clip(s) to make, {len(wanted) - len(todo)} stored already"
+        )
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="presenter") as pool:
             list(pool.map(fetch, todo))
     if failures:
-        raise TrainingError(f"{provider.name}: {len(failures)} presenter clip(s) could not be made (the others are "
-                            "stored and a re-run resumes or retries these without paying twice):\n"
-                            + "\n".join(failures))
+        raise TrainingError(
+            f"{provider.name}: {len(failures)} presenter clip(s) could not be made (the others are "
+            "stored and a re-run resumes or retries these without paying twice):\n" + "\n".join(failures)
+        )
     return clips, charged, bought
 
 
-def check_budget(ledger: LedgerResource | None, scope: str, budget_usd: float | None, estimate_usd: float) -> None:
+def check_budget(
+    ledger: LedgerResource | None, scope: str, budget_usd: float | None, estimate_usd: float
+) -> None:
     if ledger is None or budget_usd is None:
         return
     ledger.set_budget(scope, budget_usd)
     budget = ledger.budget(scope)
     left = budget.limit_usd - budget.spent_usd - budget.reserved_usd
     if estimate_usd > left + 1e-9:
-        raise TrainingError(f"budget {scope}: the presenter clips still to make are estimated at ${estimate_usd:.2f} "
-                            f"but only ${left:.2f} of ${budget.limit_usd:.2f} is left; nothing was paid. Raise "
-                            "budget_usd or use a cheaper presenter")
+        raise TrainingError(
+            f"budget {scope}: the presenter clips still to make are estimated at ${estimate_usd:.2f} "
+            f"but only ${left:.2f} of ${budget.limit_usd:.2f} is left; nothing was paid. Raise "
+            "budget_usd or use a cheaper presenter"
+        )
 
 
 # --------------------------------------------------------------------------- the module
@@ -264,7 +328,7 @@ def check_budget(ledger: LedgerResource | None, scope: str, budget_usd: float | 
 
 def price_rows(prices: PricesResource) -> dict[str, float]:
     """USD per second of every presenter price row: the table's `heygen_*`/`did_*` rows and the built-in ones."""
-    keys = {*PRESENTER_LIST_PRICES, *(k for k in prices.table.api if k.startswith(("heygen_", "did_")))}
+    keys = {k for k in prices.table.api if k.startswith(("heygen_", "did_"))}
     return {key: presenter_list_price(prices.table, key)[0] for key in sorted(keys)}
 
 
@@ -287,7 +351,9 @@ def build_module(
     wall0, cpu0 = time.perf_counter(), time.process_time()
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if not MODULE_PATTERN.match(module):
-        raise ScriptError(script_uri, [(1, f"module name {module!r} must match [A-Za-z0-9_-], 1 to 64 characters")])
+        raise ScriptError(
+            script_uri, [(1, f"module name {module!r} must match [A-Za-z0-9_-], 1 to 64 characters")]
+        )
     settings = settings or AssemblySettings()
     script, base = load_script(script_uri)
     look = look_of(script)
@@ -296,26 +362,29 @@ def build_module(
     if plan.provider is None:
         check_voice(script, speech)
     visuals = resolve_visuals(script, base, storage, log)
-    show = [plan.provider is not None and scene.show_presenter and visual.kind != "product"
-            for scene, visual in zip(script.scenes, visuals)]
+    show = [
+        plan.provider is not None and scene.show_presenter and visual.kind != "product"
+        for scene, visual in zip(script.scenes, visuals)
+    ]
     stills = draw_stills(script, visuals, settings, look, show)
 
     scope = f"training:{module}"
     requests = presenter_requests(module, script, plan, settings, (scope,) if budget_usd is not None else ())
-    if plan.provider is not None:
-        problems = []
-        for scene, request in zip(script.scenes, requests):
-            try:
-                plan.provider.check_request(request)
-            except PresenterInputError as error:
-                problems.append((scene.line, str(error)))
-        if problems:
-            raise ScriptError(script.source, problems)
+    check_presenter_limits(script, plan, requests)
 
-    keys = [scene_key(scene, visual, still, plan, request, script, settings)
-            for scene, visual, still, request in zip(script.scenes, visuals, stills, requests)]
-    module_key = _hash({"version": MODULE_VERSION, "title": script.title, "scenes": keys,
-                        "chapters": [scene.title for scene in script.scenes], "settings": settings.fingerprint()})
+    keys = [
+        scene_key(scene, visual, still, plan, request, script, settings)
+        for scene, visual, still, request in zip(script.scenes, visuals, stills, requests)
+    ]
+    module_key = _hash(
+        {
+            "version": MODULE_VERSION,
+            "title": script.title,
+            "scenes": keys,
+            "chapters": [scene.title for scene in script.scenes],
+            "settings": settings.fingerprint(),
+        }
+    )
     prefix = f"training/{module}/{module_key}"
     reused = storage.exists(f"{prefix}/module.json")
     records: dict[int, dict] = {}
@@ -323,17 +392,30 @@ def build_module(
         if reused or storage.exists(f"{scene_prefix(key)}/scene.json"):
             records[index] = storage.read_json(f"{scene_prefix(key)}/scene.json")
     missing = [index for index in range(len(keys)) if index not in records]
-    log(f"{module}: {len(script.scenes)} scenes, {script.words} words; {len(missing)} to render, "
-        f"{len(records)} cached; narrated by {plan.name}" + ("; the module itself is stored already" if reused else ""))
+    log(
+        f"{module}: {len(script.scenes)} scenes, {script.words} words; {len(missing)} to render, "
+        f"{len(records)} cached; narrated by {plan.name}"
+        + ("; the module itself is stored already" if reused else "")
+    )
 
     charged, bought, clips = 0.0, 0, {}
     if plan.provider is not None and missing:
-        todo = [i for i in missing if not storage.exists(presenter_key(plan.name, plan.provider.job_key(requests[i])))]
-        check_budget(ledger, scope, budget_usd, sum(plan.provider.estimate_usd(requests[i].estimated_s) for i in todo))
-        clips, charged, bought = fetch_presenter_clips(storage, plan, requests, missing, presenter_concurrency, log)
+        todo = [
+            i
+            for i in missing
+            if not storage.exists(presenter_key(plan.name, plan.provider.job_key(requests[i])))
+        ]
+        check_budget(
+            ledger, scope, budget_usd, sum(plan.provider.estimate_usd(requests[i].estimated_s) for i in todo)
+        )
+        clips, charged, bought = fetch_presenter_clips(
+            storage, plan, requests, missing, presenter_concurrency, log
+        )
 
-    specs = [scene_spec(keys[i], script.scenes[i], stills[i], visuals[i], clips.get(i), script, settings)
-             for i in missing]
+    specs = [
+        scene_spec(keys[i], script.scenes[i], stills[i], visuals[i], clips.get(i), script, settings)
+        for i in missing
+    ]
     tts_chars = 0
     for rendered, index in zip(render_scenes(specs, workers), missing):
         records[index] = save_scene(storage, keys[index], rendered, script.scenes[index].title)
@@ -348,64 +430,134 @@ def build_module(
 
     wall_s = time.perf_counter() - wall0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (time.process_time() - cpu0 + (children.ru_utime - children0.ru_utime)
-             + (children.ru_stime - children0.ru_stime))
+    cpu_s = (
+        time.process_time()
+        - cpu0
+        + (children.ru_utime - children0.ru_utime)
+        + (children.ru_stime - children0.ru_stime)
+    )
     speech_s = sum(record["speech_s"] for record in ordered)
     rates = price_rows(prices)
     presenter_s = speech_s if plan.provider is not None else 0.0
     own_rate = rates.get(plan.provider.price_key(), 0.0) if plan.provider is not None else 0.0
-    cost = prices.table.cost(provider="training", model=plan.name, cpu_s=cpu_s, wall_s=wall_s, api_usd=charged)
+    cost = prices.table.cost(
+        provider="training", model=plan.name, cpu_s=cpu_s, wall_s=wall_s, api_usd=charged
+    )
     if ledger is not None and not reused:
         # Compute goes into the ledger's charges like every CPU render (presenter jobs charge themselves).
-        ledger.record_render_charge(f"training:{module}:{module_key}", "training", cost.cost_usd - charged,
-                                    f"module:{module}"[:64])
+        ledger.record_render_charge(
+            f"training:{module}:{module_key}", "training", cost.cost_usd - charged, f"module:{module}"[:64]
+        )
     report = ModuleReport(
-        module=module, title=script.title, script=script_uri, module_key=module_key, prefix=prefix,
-        duration_s=sum(record["n_frames"] for record in ordered) / settings.fps, scenes=len(keys),
-        scenes_rendered=len(missing), scenes_reused=len(keys) - len(missing), reused=reused,
-        narrator=plan.name, presenter_fallback=plan.fallback, words=script.words,
-        narration_chars=sum(len(scene.narration) for scene in script.scenes), tts_chars=tts_chars,
-        speech_s=speech_s, presenter_s=presenter_s, presenter_list_usd=own_rate * presenter_s,
-        presenter_charged_usd=charged, presenter_clips_bought=bought, cpu_s=cpu_s, wall_s=wall_s,
-        cost_usd=cost.cost_usd, estimates_usd={key: rate * speech_s for key, rate in rates.items()},
-        sku_fallbacks=[v.fallback for v in visuals if v.fallback], files=files,
-        video_codec=file_report.video_codec, audio_codec=file_report.audio_codec, faststart=file_report.faststart,
-        chapters=file_report.chapters, chapter_titles=list(file_report.chapter_titles),
+        module=module,
+        title=script.title,
+        script=script_uri,
+        module_key=module_key,
+        prefix=prefix,
+        duration_s=sum(record["n_frames"] for record in ordered) / settings.fps,
+        scenes=len(keys),
+        scenes_rendered=len(missing),
+        scenes_reused=len(keys) - len(missing),
+        reused=reused,
+        narrator=plan.name,
+        presenter_fallback=plan.fallback,
+        words=script.words,
+        narration_chars=sum(len(scene.narration) for scene in script.scenes),
+        tts_chars=tts_chars,
+        speech_s=speech_s,
+        presenter_s=presenter_s,
+        presenter_list_usd=own_rate * presenter_s,
+        presenter_charged_usd=charged,
+        presenter_clips_bought=bought,
+        cpu_s=cpu_s,
+        wall_s=wall_s,
+        cost_usd=cost.cost_usd,
+        estimates_usd={key: rate * speech_s for key, rate in rates.items()},
+        sku_fallbacks=[v.fallback for v in visuals if v.fallback],
+        files=files,
+        video_codec=file_report.video_codec,
+        audio_codec=file_report.audio_codec,
+        faststart=file_report.faststart,
+        chapters=file_report.chapters,
+        chapter_titles=list(file_report.chapter_titles),
     )
-    log(f"{module}: {report.duration_s:.1f}s module in {wall_s:.1f}s ({report.realtime_factor:.1f}x real time), "
-        f"{report.scenes_rendered} scene(s) rendered, {report.scenes_reused} reused; cost ${cost.cost_usd:.4f}")
+    log(
+        f"{module}: {report.duration_s:.1f}s module in {wall_s:.1f}s ({report.realtime_factor:.1f}x real time), "
+        f"{report.scenes_rendered} scene(s) rendered, {report.scenes_reused} reused; cost ${cost.cost_usd:.4f}"
+    )
     return report
 
 
-def scene_key(scene, visual: SceneVisual, still: Still, plan: PresenterPlan, request: PresenterRequest,
-              script: ModuleScript, settings: AssemblySettings) -> str:
+def scene_key(
+    scene,
+    visual: SceneVisual,
+    still: Still,
+    plan: PresenterPlan,
+    request: PresenterRequest,
+    script: ModuleScript,
+    settings: AssemblySettings,
+) -> str:
     defaults = script.front.defaults
     if plan.provider is not None:
         narration = {"presenter": plan.provider.name, "clip": plan.provider.job_key(request)}
     else:
-        narration = {"tts": "espeak-ng", "voice": script.front.voice, "wpm": defaults.words_per_minute,
-                     "text": scene.narration}
-    return _hash({
-        "version": SCENE_VERSION, "narration": narration, "caption": scene.caption_text, "visual": visual.identity,
-        "inset": still.presenter_box, "look": defaults.theme.model_dump(), "lead_in_s": defaults.lead_in_s,
-        "tail_s": defaults.tail_s, "settings": settings.fingerprint(),
-    })
+        narration = {
+            "tts": "espeak-ng",
+            "voice": script.front.voice,
+            "wpm": defaults.words_per_minute,
+            "text": scene.narration,
+        }
+    return _hash(
+        {
+            "version": SCENE_VERSION,
+            "narration": narration,
+            "caption": scene.caption_text,
+            "visual": visual.identity,
+            "inset": still.presenter_box,
+            "look": defaults.theme.model_dump(),
+            "lead_in_s": defaults.lead_in_s,
+            "tail_s": defaults.tail_s,
+            "settings": settings.fingerprint(),
+        }
+    )
 
 
-def scene_spec(key: str, scene, still: Still, visual: SceneVisual, presenter_clip: bytes | None,
-               script: ModuleScript, settings: AssemblySettings) -> SceneSpec:
+def scene_spec(
+    key: str,
+    scene,
+    still: Still,
+    visual: SceneVisual,
+    presenter_clip: bytes | None,
+    script: ModuleScript,
+    settings: AssemblySettings,
+) -> SceneSpec:
     defaults = script.front.defaults
     return SceneSpec(
-        key=key, title=scene.title, still=still.rgb, narration=scene.narration, caption=scene.caption_text,
-        voice=script.front.voice, words_per_minute=defaults.words_per_minute, lead_in_s=defaults.lead_in_s,
-        tail_s=defaults.tail_s, settings=settings, loop_clip=visual.clip if visual.kind == "product" else None,
-        loop_box=still.loop_box, presenter_clip=presenter_clip,
+        key=key,
+        title=scene.title,
+        still=still.rgb,
+        narration=scene.narration,
+        caption=scene.caption_text,
+        voice=script.front.voice,
+        words_per_minute=defaults.words_per_minute,
+        lead_in_s=defaults.lead_in_s,
+        tail_s=defaults.tail_s,
+        settings=settings,
+        loop_clip=visual.clip if visual.kind == "product" else None,
+        loop_box=still.loop_box,
+        presenter_clip=presenter_clip,
         presenter_box=still.presenter_box if presenter_clip is not None else None,
     )
 
 
-def write_module(storage: StorageResource, prefix: str, script: ModuleScript, records: list[dict],
-                 settings: AssemblySettings, look) -> dict[str, str]:
+def write_module(
+    storage: StorageResource,
+    prefix: str,
+    script: ModuleScript,
+    records: list[dict],
+    settings: AssemblySettings,
+    look,
+) -> dict[str, str]:
     """Join the scenes, write the video, captions, chapters and poster, then module.json (the commit point)."""
     chapters, cues, start = [], [], 0.0
     for scene, record in zip(script.scenes, records):
@@ -413,11 +565,16 @@ def write_module(storage: StorageResource, prefix: str, script: ModuleScript, re
         chapters.append(Chapter(round(start, 3), round(start + length, 3), scene.title))
         cues += shifted([Cue(**cue) for cue in record["cues"]], start)
         start += length
-    mp4 = assemble([load_scene(storage, record) for record in records], chapters, settings,
-                   {"title": script.title, "comment": f"{len(chapters)} chapters"})
+    mp4 = assemble(
+        [load_scene(storage, record) for record in records],
+        chapters,
+        settings,
+        {"title": script.title, "comment": f"{len(chapters)} chapters"},
+    )
     minutes, seconds = divmod(round(start), 60)
-    poster = render_title_card(script.title, f"{len(chapters)} chapters \u00b7 {minutes}:{seconds:02d}",
-                               settings.size, look)
+    poster = render_title_card(
+        script.title, f"{len(chapters)} chapters \u00b7 {minutes}:{seconds:02d}", settings.size, look
+    )
     outputs = {
         "module.mp4": mp4,
         "captions.vtt": webvtt(cues).encode(),
@@ -429,8 +586,15 @@ def write_module(storage: StorageResource, prefix: str, script: ModuleScript, re
     for name, data in outputs.items():
         storage.write_bytes(f"{prefix}/{name}", data)
         files[name] = f"{prefix}/{name}"
-    storage.write_json(f"{prefix}/module.json", {"files": files, "title": script.title, "scenes": [r["key"] for r in records],
-                                                 "created_at": datetime.now(UTC).isoformat()})
+    storage.write_json(
+        f"{prefix}/module.json",
+        {
+            "files": files,
+            "title": script.title,
+            "scenes": [r["key"] for r in records],
+            "created_at": datetime.now(UTC).isoformat(),
+        },
+    )
     return files
 
 
@@ -438,9 +602,12 @@ def write_module(storage: StorageResource, prefix: str, script: ModuleScript, re
 
 
 def estimates_markdown(report: ModuleReport) -> str:
+    compute_usd = report.cost_usd - report.presenter_charged_usd
     rows = ["| presenter price row | USD for this module |", "|---|---|"]
     rows += [f"| {key} | {usd:.2f} |" for key, usd in sorted(report.estimates_usd.items())]
-    return "\n".join(rows) + f"\n\nfor {report.speech_s / 60:.1f} min of narration; compute ${report.cost_usd - report.presenter_charged_usd:.4f}"
+    return (
+        "\n".join(rows) + f"\n\nfor {report.speech_s / 60:.1f} min of narration; compute ${compute_usd:.4f}"
+    )
 
 
 def format_check(report: ModuleReport) -> dg.AssetCheckResult:
@@ -452,10 +619,13 @@ def format_check(report: ModuleReport) -> dg.AssetCheckResult:
     if report.chapters != report.scenes:
         problems.append(f"{report.chapters} chapters for {report.scenes} scenes")
     return dg.AssetCheckResult(
-        check_name="training_module_format", passed=not problems,
+        check_name="training_module_format",
+        passed=not problems,
         description="; ".join(problems) or f"h264 + aac, faststart, {report.chapters} chapters",
-        metadata={"chapters": dg.MetadataValue.int(report.chapters),
-                  "duration_s": dg.MetadataValue.float(round(report.duration_s, 3))},
+        metadata={
+            "chapters": dg.MetadataValue.int(report.chapters),
+            "duration_s": dg.MetadataValue.float(round(report.duration_s, 3)),
+        },
     )
 
 
@@ -463,10 +633,15 @@ def format_check(report: ModuleReport) -> dg.AssetCheckResult:
     partitions_def=module_partitions,
     group_name="training",
     kinds={"mp4"},
-    check_specs=[dg.AssetCheckSpec("training_module_format", asset="training_module",
-                                   description="H.264 + AAC, faststart, one chapter per scene.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "training_module_format",
+            asset="training_module",
+            description="H.264 + AAC, faststart, one chapter per scene.",
+        )
+    ],
     description="A narrated training video (captions, chapters, poster) from the module script named in the run "
-                "config; the partition key is the module name. Only scenes that changed are rendered.",
+    "config; the partition key is the module name. Only scenes that changed are rendered.",
 )
 def training_module(
     context: dg.AssetExecutionContext,
@@ -479,9 +654,17 @@ def training_module(
 ) -> dg.MaterializeResult:
     try:
         report = build_module(
-            context.partition_key, config.script, storage, prices, {"heygen": heygen, "did": did}, ledger=ledger,
-            presenter=config.presenter, workers=config.workers, presenter_concurrency=config.presenter_concurrency,
-            budget_usd=config.budget_usd, log=context.log.info,
+            context.partition_key,
+            config.script,
+            storage,
+            prices,
+            {"heygen": heygen, "did": did},
+            ledger=ledger,
+            presenter=config.presenter,
+            workers=config.workers,
+            presenter_concurrency=config.presenter_concurrency,
+            budget_usd=config.budget_usd,
+            log=context.log.info,
         )
     except (ScriptError, TrainingError) as error:
         raise dg.Failure(description=str(error)) from None
@@ -505,7 +688,10 @@ def training_module(
         "wall_s": dg.MetadataValue.float(round(report.wall_s, 3)),
         "realtime_factor": dg.MetadataValue.float(round(report.realtime_factor, 2)),
         "cost_usd": dg.MetadataValue.float(report.cost_usd),
-        **{f"estimate_{key}_usd": dg.MetadataValue.float(round(usd, 2)) for key, usd in report.estimates_usd.items()},
+        **{
+            f"estimate_{key}_usd": dg.MetadataValue.float(round(usd, 2))
+            for key, usd in report.estimates_usd.items()
+        },
         "estimates": dg.MetadataValue.md(estimates_markdown(report)),
         "sku_fallbacks": "; ".join(report.sku_fallbacks) or "none",
         "reused": report.reused,

@@ -69,7 +69,9 @@ def load_script(uri: str) -> tuple[ModuleScript, str]:
     except StorageError as error:
         raise ScriptError(uri, [(1, f"cannot read the script: {error}")]) from None
     except UnicodeDecodeError as error:
-        raise ScriptError(uri, [(1, f"the script is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
+        raise ScriptError(
+            uri, [(1, f"the script is not UTF-8 text ({error.reason} at byte {error.start})")]
+        ) from None
     return parse_script(text, source=uri), parent_of(uri)
 
 
@@ -103,31 +105,52 @@ def resolve_visuals(script: ModuleScript, base: str, storage: StorageResource, l
                 hint = " (run `make samples` to draw the sample pictures)" if "samples" in base else ""
                 problems.append((scene.visual_line, f"image: {error}{hint}"))
                 continue
-            visuals.append(SceneVisual("picture", {"image": hashlib.sha256(data).hexdigest(), "title": visual.title},
-                                       image=data))
+            visuals.append(
+                SceneVisual(
+                    "picture", {"image": hashlib.sha256(data).hexdigest(), "title": visual.title}, image=data
+                )
+            )
         elif isinstance(visual, SkuVisual):
             try:
                 found = published_clip(storage, visual.sku_id)
             except StorageError as error:
-                problems.append((scene.visual_line, f"sku: {visual.sku_id}: cannot read its published video: {error}"))
+                problems.append(
+                    (scene.visual_line, f"sku: {visual.sku_id}: cannot read its published video: {error}")
+                )
                 continue
             if found is None:
-                reason = (f"SKU {visual.sku_id} is not published yet (no {storage.url(f'published/manifest/{visual.sku_id}.parquet')})")
-                log(f"scene {scene.title!r} (line {scene.visual_line}): {reason}; it shows a slide instead until the "
-                    "SKU is published (run its sku_video_job, then materialize this module again)")
-                visuals.append(SceneVisual("slide", {"slide": visual.title or scene.title, "fallback": visual.sku_id},
-                                           fallback=reason))
+                manifest = storage.url(f"published/manifest/{visual.sku_id}.parquet")
+                reason = f"SKU {visual.sku_id} is not published yet (no {manifest})"
+                log(
+                    f"scene {scene.title!r} (line {scene.visual_line}): {reason}; it shows a slide instead until the "
+                    "SKU is published (run its sku_video_job, then materialize this module again)"
+                )
+                visuals.append(
+                    SceneVisual(
+                        "slide",
+                        {"slide": visual.title or scene.title, "fallback": visual.sku_id},
+                        fallback=reason,
+                    )
+                )
                 continue
             data, row = found
             try:
                 report = probe_mp4(data)
             except ClipUnreadable as error:
-                problems.append((scene.visual_line, f"sku: {visual.sku_id}: its published video is unreadable: {error}"))
+                problems.append(
+                    (scene.visual_line, f"sku: {visual.sku_id}: its published video is unreadable: {error}")
+                )
                 continue
             title = visual.title or str(row.get("title") or visual.sku_id)
-            visuals.append(SceneVisual("product", {"sku": visual.sku_id, "content_hash": str(row["content_hash"]),
-                                                   "title": title},
-                                       clip=data, clip_size=(report.width, report.height), product_title=title))
+            visuals.append(
+                SceneVisual(
+                    "product",
+                    {"sku": visual.sku_id, "content_hash": str(row["content_hash"]), "title": title},
+                    clip=data,
+                    clip_size=(report.width, report.height),
+                    product_title=title,
+                )
+            )
     if problems:
         raise ScriptError(script.source, problems)
     return visuals
@@ -143,8 +166,13 @@ def check_voice(script: ModuleScript, speech: EspeakSpeech) -> None:
         raise ScriptError(script.source, [(script.line_of("voice"), f"voice: {error}")]) from None
 
 
-def draw_stills(script: ModuleScript, visuals: list[SceneVisual], settings: AssemblySettings, look: Look,
-                show_presenter: list[bool]) -> list[Still]:
+def draw_stills(
+    script: ModuleScript,
+    visuals: list[SceneVisual],
+    settings: AssemblySettings,
+    look: Look,
+    show_presenter: list[bool],
+) -> list[Still]:
     """Every scene's still; raises ScriptError naming each scene whose text or picture does not fit."""
     problems: list[tuple[int, str]] = []
     stills: list[Still] = []
@@ -159,7 +187,9 @@ def draw_stills(script: ModuleScript, visuals: list[SceneVisual], settings: Asse
     return stills
 
 
-def _still(scene: Scene, visual: SceneVisual, size: tuple[int, int], look: Look, with_presenter: bool) -> Still:
+def _still(
+    scene: Scene, visual: SceneVisual, size: tuple[int, int], look: Look, with_presenter: bool
+) -> Still:
     box = presenter_box(size)
     inset = (box.x, box.y, box.w, box.h) if with_presenter else None
     if visual.kind == "product":
@@ -170,9 +200,13 @@ def _still(scene: Scene, visual: SceneVisual, size: tuple[int, int], look: Look,
         rgb = render_picture(visual.image, scene.visual.title, size, look, with_presenter)
     else:
         title = visual.identity["slide"]
-        rgb = render_slide(title, tuple(visual.identity["bullets"]) if "bullets" in visual.identity else (), size,
-                           look, with_presenter)
+        rgb = render_slide(
+            title,
+            tuple(visual.identity["bullets"]) if "bullets" in visual.identity else (),
+            size,
+            look,
+            with_presenter,
+        )
     if with_presenter:
         rgb = frame_presenter(rgb, size, look)
     return Still(np.ascontiguousarray(rgb), presenter_box=inset)
-

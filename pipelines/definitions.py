@@ -8,7 +8,8 @@ from assets.clips import clip
 from assets.costs import cost_estimate, cost_report
 from assets.keyframes import keyframe
 from assets.publish import published_video
-from pipelines.jobs import campaign_job, catalog_job, sku_video_job
+from assets.training import training_module
+from pipelines.jobs import campaign_job, catalog_job, sku_video_job, training_job
 from pipelines.resources import build_resources
 from pipelines.schedules import nightly_catalog_refresh
 from pipelines.sensors import new_sku_drops
@@ -16,8 +17,9 @@ from pipelines.sensors import new_sku_drops
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[sku_catalog, keyframe, clip, published_video, cost_estimate, cost_report, campaign_clips],
-        jobs=[catalog_job, sku_video_job, campaign_job],
+        assets=[sku_catalog, keyframe, clip, published_video, cost_estimate, cost_report, campaign_clips,
+                training_module],
+        jobs=[catalog_job, sku_video_job, campaign_job, training_job],
         sensors=[new_sku_drops],
         schedules=[nightly_catalog_refresh],
         resources=resources if resources is not None else build_resources(),

@@ -19,6 +19,7 @@ from pipelines.definitions import build_definitions
 from pipelines.instance import apply_pool_limits
 from pipelines.resources import api_settings, build_resources
 from resources.emulators import start_emulators
+from resources.emulators.presenters import start_presenter_emulators
 from resources.storage import StorageResource
 
 
@@ -52,6 +53,7 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> d
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_CAMPAIGN = ("spring-welcome-demo", "samples/campaign/demo.yaml")
 EMULATED_LEDGER = "sqlite:///.data/ledger-emulated-apis.sqlite"
+DEMO_MODULE = ("quick-start", "samples/training/quick-start.md")
 
 
 def render_sku(defs: dg.Definitions, instance: dg.DagsterInstance, sku_id: str) -> SkuOutcome:
@@ -101,6 +103,24 @@ def render_campaign(defs: dg.Definitions, instance: dg.DagsterInstance, console:
     )
 
 
+def render_training(defs: dg.Definitions, instance: dg.DagsterInstance, console: Console) -> None:
+    name, script = DEMO_MODULE
+    instance.add_dynamic_partitions("module", [name])
+    started = time.perf_counter()
+    result = defs.resolve_job_def("training_job").execute_in_process(
+        partition_key=name, instance=instance, raise_on_error=False,
+        run_config={**QUIET, "ops": {"training_module": {"config": {"script": script}}}},
+    )
+    meta = materialization_metadata(result, "training_module")
+    if not meta:
+        console.print(f"[red]training module {name}: failed, see the run in the UI[/]")
+        return
+    console.print(
+        f"training module {name}: {meta['duration_s']:.0f}s, {meta['scenes']} chapters, narrated by "
+        f"{meta['narrator']}, in {time.perf_counter() - started:.1f}s; {meta['video']}"
+    )
+
+
 def write_gallery(storage: StorageResource) -> Path | None:
     """A page that plays every published clip in a loop, for a quick look in a browser (local storage only)."""
     if storage.root.startswith("s3://"):
@@ -127,11 +147,12 @@ def demo_definitions(stack: ExitStack, console: Console) -> dg.Definitions:
     if not unset:
         return build_definitions()
     emulators = stack.enter_context(start_emulators())
-    settings = emulators.provider_settings()
+    presenters = stack.enter_context(start_presenter_emulators())
+    settings = {**emulators.provider_settings(), **presenters.provider_settings()}
     # Emulated jobs are booked at list price in a ledger of their own, never with real spending.
     os.environ["SKUVID_LEDGER_URL"] = EMULATED_LEDGER
     console.print(
-        f"[yellow]No API key set for {', '.join(unset)}: hero SKUs routed to them are rendered by local "
+        f"[yellow]No API key set for {', '.join(unset)}: hero SKUs and presenters routed to them are rendered by local "
         f"EMULATORS of those APIs on 127.0.0.1 (emulated output, no money spent; list prices are booked in "
         f"{EMULATED_LEDGER}). Set RUNWAYML_API_SECRET, KLING_ACCESS_KEY/KLING_SECRET_KEY or FAL_KEY to use "
         f"the real services.[/]"
@@ -170,6 +191,7 @@ def run_demo_with(defs: dg.Definitions, catalog: str, brands: str, console: Cons
                       "yes" if o.reused else "no")
     console.print(table)
     render_campaign(defs, instance, console)
+    render_training(defs, instance, console)
     gallery = write_gallery(storage)
     total = time.perf_counter() - started
     published = sum(o.status == "published" for o in outcomes)

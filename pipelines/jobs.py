@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.campaigns import campaign_clips
+from assets.training import training_module
 from assets.catalog import sku_catalog
 from assets.clips import clip
 from assets.keyframes import keyframe
@@ -24,4 +25,10 @@ campaign_job = dg.define_asset_job(
     "campaign_job",
     selection=[campaign_clips],
     description="Render every recipient's personalized clip of one campaign partition.",
+)
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=[training_module],
+    description="Render one training module partition from its script.",
 )

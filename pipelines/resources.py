@@ -6,7 +6,9 @@ from dagster import EnvVar
 
 from resources.generators.cogvideox import CogVideoXClips
 from resources.generators.cpu import ComposeKeyframes, MotionClips
+from resources.generators.did import DidPresenter
 from resources.generators.flux import FluxKeyframes
+from resources.generators.heygen import HeyGenPresenter
 from resources.generators.kling import KlingClips
 from resources.generators.pika import PikaClips
 from resources.generators.runway import RunwayClips
@@ -31,6 +33,8 @@ def api_settings() -> dict[str, dict]:
         "kling": {"access_key": secret("KLING_ACCESS_KEY"), "secret_key": secret("KLING_SECRET_KEY"),
                   "base_url": os.environ.get("SKUVID_KLING_BASE_URL")},
         "pika": {"api_key": secret("FAL_KEY"), "base_url": os.environ.get("SKUVID_FAL_BASE_URL")},
+        "heygen": {"api_key": secret("HEYGEN_API_KEY"), "base_url": os.environ.get("SKUVID_HEYGEN_BASE_URL")},
+        "did": {"api_key": secret("DID_API_KEY"), "base_url": os.environ.get("SKUVID_DID_BASE_URL")},
     }
     return {name: {k: v for k, v in fields.items() if v is not None} for name, fields in settings.items()}
 
@@ -60,4 +64,6 @@ def build_resources(api_overrides: dict[str, dict] | None = None) -> dict:
         "runway": RunwayClips(**api["runway"], **shared_api),
         "kling": KlingClips(**api["kling"], **shared_api),
         "pika": PikaClips(**api["pika"], **shared_api),
+        "heygen": HeyGenPresenter(**api["heygen"], **shared_api),
+        "did": DidPresenter(**api["did"], **shared_api),
     }

@@ -3,6 +3,7 @@
 set -euo pipefail
 needed=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)
+command -v espeak-ng >/dev/null 2>&1 || needed+=(espeak-ng)
 if [ ${#needed[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

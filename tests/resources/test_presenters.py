@@ -1,0 +1,246 @@
+"""Presenters (HeyGen, D-ID) against their emulators: the request contracts, retries, failed and stuck jobs,
+lost answers and crashes, and the promise that a presenter clip is never paid for twice."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resources.emulators.base import DroppedConnection, RateLimited, ServerError, TaskScript
+from resources.emulators.did import DidEmulator
+from resources.emulators.heygen import HeyGenEmulator
+from resources.generators.api_common import (
+    ProviderError,
+    ProviderJobFailed,
+    ProviderTimeout,
+    SubmissionUncertain,
+)
+from resources.generators.did import DidPresenter
+from resources.generators.heygen import HeyGenPresenter
+from resources.ledger import JobStatus, LedgerResource, api_jobs, ledger_engine
+from resources.presenters import (
+    ApiPresenterProvider,
+    PresenterInputError,
+    PresenterRequest,
+)
+from resources.pricing import PricesResource
+from resources.storage import StorageResource
+
+FAST = {
+    "poll_interval_s": 0.02,
+    "poll_deadline_s": 20.0,
+    "connect_timeout_s": 2.0,
+    "read_timeout_s": 2.0,
+    "max_attempts": 4,
+    "retry_budget_s": 10.0,
+    "backoff_initial_s": 0.01,
+    "backoff_max_s": 0.05,
+}
+TEXT = "Brush off dry mud first, then rinse in cool water."
+EMULATORS = {"heygen": HeyGenEmulator, "did": DidEmulator}
+PROVIDERS: dict[str, type[ApiPresenterProvider]] = {"heygen": HeyGenPresenter, "did": DidPresenter}
+
+
+def log(message: str) -> None:
+    print(message)
+
+
+def request(module: str = "care", text: str = TEXT, **fields: Any) -> PresenterRequest:
+    return PresenterRequest(
+        module=module, scene="Clean gently", text=text, size=(96, 96), background="#F5F2EB", **fields
+    )
+
+
+def build(
+    name: str, base_url: str, api_key: str, root: str, ledger_url: str, **overrides: Any
+) -> ApiPresenterProvider:
+    return PROVIDERS[name](
+        base_url=base_url,
+        api_key=api_key,
+        storage=StorageResource(root=root),
+        ledger=LedgerResource(url=ledger_url),
+        prices=PricesResource(),
+        **{**FAST, **overrides},
+    )
+
+
+class Case:
+    def __init__(self, name: str, tmp_path: Path):
+        self.name = name
+        self.emulator = EMULATORS[name](output_short_side=96).start()
+        self.settings = {
+            "name": name,
+            "base_url": self.emulator.base_url,
+            "api_key": self.emulator.api_key,
+            "root": str(tmp_path / "data"),
+            "ledger_url": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+        }
+
+    def provider(self, **overrides: Any) -> ApiPresenterProvider:
+        return build(**self.settings, **overrides)
+
+    def jobs(self) -> list[dict]:
+        with ledger_engine(self.settings["ledger_url"]).connect() as connection:
+            return [dict(row) for row in connection.execute(api_jobs.select()).mappings()]
+
+    def charges(self) -> list[float]:
+        return [charge.usd for charge in LedgerResource(url=self.settings["ledger_url"]).charges()]
+
+
+@pytest.fixture(params=["heygen", "did"])
+def case(request, tmp_path):
+    made = Case(request.param, tmp_path)
+    yield made
+    made.emulator.stop()
+
+
+@pytest.fixture
+def heygen(tmp_path):
+    made = Case("heygen", tmp_path)
+    yield made
+    made.emulator.stop()
+
+
+def test_a_clip_survives_429_and_500_and_is_charged_once_whoever_asks_again(case):
+    case.emulator.inject("submit", RateLimited("0"), ServerError(503))
+    case.emulator.inject("status", RateLimited(None))
+    result = case.provider().render_presenter(request(), log)
+    assert result.duration_s > 2.0 and result.cost.charged_in_this_run
+    assert case.emulator.requests["submit"] == 3 and case.emulator.submissions == 1
+    rate = PricesResource().table.api[case.provider().price_key()]["usd_per_s"]
+    assert result.cost.list_usd == pytest.approx(rate * result.duration_s)
+    assert case.charges() == [pytest.approx(rate * request().estimated_s, abs=1e-6)]
+    # The same words for another module (or the same scene again) are the same clip: downloaded, not bought.
+    again = case.provider().render_presenter(request(module="other-module"), log)
+    assert not again.cost.charged_in_this_run and again.job_key == result.job_key
+    assert case.emulator.submissions == 1 and len(case.charges()) == 1
+
+
+def test_the_requests_follow_each_providers_contract(case):
+    provider = case.provider()
+    result = provider.render_presenter(request(avatar=None, voice="voice-7"), log)
+    [task] = case.emulator.tasks.values()
+    if case.name == "heygen":
+        [scene] = task.params["video_inputs"]
+        assert scene["voice"] == {"type": "text", "input_text": TEXT, "voice_id": "voice-7", "speed": 1.0}
+        assert (
+            scene["character"]["avatar_id"] == provider.avatar and scene["background"]["value"] == "#F5F2EB"
+        )
+        assert task.params["dimension"] == {"width": 96, "height": 96}
+        assert task.params["callback_id"] == result.job_key
+    else:
+        assert task.params["script"] == {
+            "type": "text",
+            "input": TEXT,
+            "provider": {"type": "microsoft", "voice_id": "voice-7"},
+        }
+        assert task.params["source_url"] == provider.avatar and task.params["config"]["stitch"] is True
+        assert task.params["user_data"] == result.job_key
+
+
+def test_a_failed_job_costs_nothing_and_a_rerun_buys_a_new_one(case):
+    case.emulator.script = TaskScript(outcome="fail")
+    with pytest.raises(ProviderJobFailed, match="failed"):
+        case.provider().render_presenter(request(), log)
+    [job] = case.jobs()
+    assert job["status"] == JobStatus.FAILED and case.charges() == []
+    case.emulator.script = TaskScript()
+    result = case.provider().render_presenter(request(), log)
+    assert result.cost.charged_in_this_run and case.emulator.submissions == 2 and len(case.charges()) == 1
+
+
+def test_a_job_that_never_finishes_stays_resumable(case):
+    case.emulator.script = TaskScript(outcome="never")
+    with pytest.raises(ProviderTimeout, match="a re-run resumes polling"):
+        case.provider(poll_deadline_s=0.3).render_presenter(request(), log)
+    [job] = case.jobs()
+    assert job["status"] == JobStatus.SUBMITTED and job["provider_task_id"]
+    case.emulator.finish_stuck_tasks()
+    result = case.provider().render_presenter(request(), log)
+    assert result.cost.provider_job_id == job["provider_task_id"] and result.cost.charged_in_this_run
+    assert case.emulator.submissions == 1 and len(case.charges()) == 1
+
+
+def test_a_lost_create_answer_is_never_sent_twice(case):
+    case.emulator.inject("submit", DroppedConnection())
+    provider = case.provider()
+    if case.name == "did":
+        # D-ID talks carry our key as user_data: the talk the lost request made is found and adopted.
+        result = provider.render_presenter(request(), log)
+        assert case.emulator.requests["list"] == 1 and result.cost.charged_in_this_run
+    else:
+        # HeyGen cannot find a video by an id of ours: the job stays unconfirmed rather than risk paying twice.
+        with pytest.raises(SubmissionUncertain, match="stays unconfirmed"):
+            provider.render_presenter(request(), log)
+        assert case.jobs()[0]["status"] == JobStatus.UNCONFIRMED and case.charges() == []
+    assert case.emulator.submissions == 1
+
+
+def test_limits_and_keys_are_checked_before_anything_is_sent(heygen, tmp_path):
+    with pytest.raises(PresenterInputError, match="at most 2000 per clip. Split the scene"):
+        heygen.provider().render_presenter(request(text="word " * 500), log)
+    with pytest.raises(PresenterInputError, match="at most 300s"):
+        heygen.provider().render_presenter(request(text="w " * 900), log)
+    keyless = HeyGenPresenter(
+        storage=StorageResource(root=str(tmp_path)), ledger=LedgerResource(), prices=PricesResource()
+    )
+    assert keyless.availability().reason == "HEYGEN_API_KEY not set"
+    with pytest.raises(ProviderError, match="HEYGEN_API_KEY not set"):
+        keyless.render_presenter(request(), log)
+    assert sum(heygen.emulator.requests.values()) == 0 and heygen.jobs() == []
+    with pytest.raises(ProviderError, match="not product clips"):
+        keyless.render_clip(None, log)
+
+
+def test_list_prices_come_from_the_price_table(tmp_path):
+    table = (Path(__file__).resolve().parents[2] / "resources" / "prices.yaml").read_text()
+    row = next(line for line in table.splitlines() if line.strip().startswith("heygen_avatar_iv_studio:"))
+    (tmp_path / "prices.yaml").write_text(table.replace(row, "  heygen_avatar_iv_studio: {usd_per_s: 0.1, source: test}"))
+    shared = {"storage": StorageResource(root=str(tmp_path)), "ledger": LedgerResource()}
+    changed = HeyGenPresenter(prices=PricesResource(path=str(tmp_path / "prices.yaml")), **shared)
+    assert changed.list_price_per_s() == (0.1, "test")
+    packaged = DidPresenter(prices=PricesResource(), **shared)
+    assert packaged.list_price_per_s()[0] == pytest.approx(48 / 1800, rel=1e-3)
+    with pytest.raises(ProviderError, match="no list price 'heygen_nope'"):
+        HeyGenPresenter(pricing="nope", prices=PricesResource(), **shared).list_price_per_s()
+
+
+# --------------------------------------------------------------------------- a run killed mid-poll
+
+
+def render_in_child(settings: dict[str, Any]) -> None:
+    """Target of a child process killed while it polls: renders with a poll deadline it never reaches."""
+    build(**settings, poll_deadline_s=3600.0).render_presenter(request(), log)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        time.sleep(0.05)
+
+
+def test_a_run_killed_mid_poll_is_resumed_by_the_rerun_and_paid_once(heygen):
+    heygen.emulator.script = TaskScript(outcome="never")
+    child = multiprocessing.get_context("spawn").Process(target=render_in_child, args=(heygen.settings,))
+    child.start()
+    try:
+        wait_until(lambda: heygen.emulator.requests["status"] >= 2)
+        [job] = heygen.jobs()
+        assert job["status"] == JobStatus.SUBMITTED and job["provider_task_id"] in heygen.emulator.tasks
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    heygen.emulator.finish_stuck_tasks()
+    result = heygen.provider().render_presenter(request(), log)
+    assert result.cost.provider_job_id == job["provider_task_id"] and result.cost.charged_in_this_run
+    assert heygen.emulator.submissions == 1 and len(heygen.charges()) == 1
