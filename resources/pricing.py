@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from importlib import resources as package_files
 from pathlib import Path
@@ -116,6 +117,42 @@ def provider_cost(name: str, row: dict, api: dict) -> ProviderCost:
                         estimate=bool(row.get("estimate", False)), source=str(row.get("source", "")))
 
 
+# Benchmark model names -> the provider whose per-render seconds they measure.
+BENCHMARKED_MODELS = {"wan2.1-vace-1.3b": "wan", "cogvideox-5b-i2v": "cogvideox", "flux.1-schnell": "flux"}
+
+
+def measured_seconds(results: Path) -> dict[str, tuple[str, float, str]]:
+    """provider -> (field, seconds per render, source) from the benchmark results in `results`."""
+    measured = {}
+    cpu_tier = results / "cpu_tier.json"
+    if cpu_tier.exists():
+        report = json.loads(cpu_tier.read_text())
+        for provider, figure in (("compose", "compose_keyframe_cpu_s"), ("motion", "motion_clip_cpu_s")):
+            if figure in report["figures"]:
+                measured[provider] = ("cpu_s", float(report["figures"][figure]["median"]),
+                                      f"measured: {cpu_tier.name}, {report['timestamp']}")
+    for gpu_report in sorted(results.glob("gpu_clip-*.json")):
+        report = json.loads(gpu_report.read_text())
+        if report.get("dry_run"):
+            continue
+        for row in report["rows"]:
+            provider = BENCHMARKED_MODELS.get(row["model"])
+            if provider and row["runner"] == "ours":
+                seconds = row["seconds_per_call"] + (row["default_steps"] - row["steps"]) * row["seconds_per_step"]
+                measured[provider] = ("gpu_s", seconds, f"measured: {gpu_report.name} ({report['gpu']}), "
+                                                        f"{report['timestamp']}")
+    return measured
+
+
+def with_measured(table: PriceTable, results: Path) -> PriceTable:
+    """The table with each provider's seconds per render replaced by a benchmark's figure where there is one."""
+    providers = dict(table.providers)
+    for name, (field, seconds, source) in measured_seconds(results).items():
+        if name in providers:
+            providers[name] = replace(providers[name], **{field: seconds}, estimate=False, source=source)
+    return replace(table, providers=providers)
+
+
 def default_prices_text() -> str:
     return package_files.files("resources").joinpath("prices.yaml").read_text()
 
@@ -124,9 +161,16 @@ class PricesResource(ConfigurableResource):
     """The price table: the one in the package by default, or a YAML file given by path."""
 
     path: str | None = Field(default=None, description="Path to a price table YAML; default: the packaged one.")
+    measured_results: str | None = Field(
+        default="bench/results", description="Benchmark results whose measured seconds per render replace estimates."
+    )
 
     @cached_property
     def table(self) -> PriceTable:
         if self.path is None:
-            return PriceTable.from_yaml(default_prices_text(), source="resources/prices.yaml")
-        return PriceTable.from_yaml(Path(self.path).read_text(), source=self.path)
+            table = PriceTable.from_yaml(default_prices_text(), source="resources/prices.yaml")
+        else:
+            table = PriceTable.from_yaml(Path(self.path).read_text(), source=self.path)
+        if self.measured_results and Path(self.measured_results).is_dir():
+            table = with_measured(table, Path(self.measured_results))
+        return table

@@ -69,3 +69,21 @@ def test_packaged_policy_is_valid_against_the_packaged_prices():
     policy = RoutingResource().load({"keyframe": keyframe, "clip": clip}, priced=prices.providers)
     assert policy.route({"tier": "hero"}).clip[0] == "runway"
     assert policy.route({"tier": "bulk"}).clip[-1] == "motion"
+
+
+def test_measured_benchmark_seconds_replace_estimates(tmp_path):
+    import json
+
+    from resources.pricing import PricesResource
+
+    (tmp_path / "cpu_tier.json").write_text(json.dumps({"timestamp": "2026-11-25T00:00:00", "figures": {
+        "compose_keyframe_cpu_s": {"median": 0.2}, "motion_clip_cpu_s": {"median": 0.9}}}))
+    (tmp_path / "gpu_clip-nvidia-h100.json").write_text(json.dumps({"timestamp": "t", "gpu": "NVIDIA H100", "dry_run": False,
+        "rows": [{"model": "wan2.1-vace-1.3b", "runner": "ours", "seconds_per_call": 10.0, "steps": 10,
+                  "default_steps": 30, "seconds_per_step": 0.9}]}))
+    (tmp_path / "gpu_clip-dry-run.json").write_text(json.dumps({"dry_run": True, "rows": []}))
+    table = PricesResource(measured_results=str(tmp_path)).table
+    assert (table.providers["motion"].cpu_s, table.providers["motion"].estimate) == (0.9, False)
+    assert table.providers["wan"].gpu_s == 28.0 and "gpu_clip-nvidia-h100.json" in table.providers["wan"].source
+    assert table.providers["cogvideox"].estimate  # no measurement: still the marked estimate
+    assert PricesResource(measured_results=None).table.providers["motion"].cpu_s == 1.2
