@@ -33,6 +33,7 @@ from videokit.packshots import PRODUCT_KINDS, draw_packshot  # noqa: E402
 console = Console()
 KINDS = list(PRODUCT_KINDS)
 PURE_WORK_SKUS = 10
+VENV_BIN = Path(sys.executable).parent  # the CLIs beside this interpreter, activated or not
 BRANDS_YAML = "brands:\n  acme:\n    background: {style: studio, colors: ['#F1ECE4', '#D6CBBB']}\n"
 
 
@@ -179,7 +180,7 @@ def measure_backfill(skus: int, per_run_sample: int, work: Path) -> dict:
     console.print("measuring the same work without Dagster ...")
     work_per_sku = pure_work_per_sku(all_skus[skus + per_run_sample :], data)
 
-    daemon = subprocess.Popen(["dagster-daemon", "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO, env=env,
+    daemon = subprocess.Popen([str(VENV_BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO, env=env,
                               stdout=open(work / "daemon.log", "wb"), stderr=subprocess.STDOUT)
     try:
         from dagster._core.execution.backfill import PartitionBackfill
@@ -200,7 +201,7 @@ def measure_backfill(skus: int, per_run_sample: int, work: Path) -> dict:
 
         console.print(f"baseline: {len(single)} SKUs, one run per partition through the daemon ...")
         started = time.perf_counter()
-        subprocess.run(["dagster", "job", "backfill", "-w", str(REPO / "workspace.yaml"), "-j", "sku_video_job",
+        subprocess.run([str(VENV_BIN / "dagster"), "job", "backfill", "-w", str(REPO / "workspace.yaml"), "-j", "sku_video_job",
                         "--partitions", ",".join(single), "--tags", json.dumps({"skuvid/bench": "per-run"}),
                         "--noprompt"], cwd=REPO, env=env, check=True, capture_output=True)
         single_runs = wait_for_runs(instance, {"skuvid/bench": "per-run"}, len(single), timeout_s=3600)

