@@ -154,8 +154,8 @@ def demo_definitions(stack: ExitStack, console: Console) -> dg.Definitions:
     console.print(
         f"[yellow]No API key set for {', '.join(unset)}: hero SKUs and presenters routed to them are rendered by local "
         f"EMULATORS of those APIs on 127.0.0.1 (emulated output, no money spent; list prices are booked in "
-        f"{EMULATED_LEDGER}). Set RUNWAYML_API_SECRET, KLING_ACCESS_KEY/KLING_SECRET_KEY or FAL_KEY to use "
-        f"the real services.[/]"
+        f"{EMULATED_LEDGER}). Set RUNWAYML_API_SECRET, KLING_ACCESS_KEY/KLING_SECRET_KEY, FAL_KEY, HEYGEN_API_KEY "
+        f"or DID_API_KEY to use the real services.[/]"
     )
     return build_definitions(build_resources(api_overrides={name: settings[name] for name in unset}))
 
