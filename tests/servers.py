@@ -124,7 +124,12 @@ class PostgresServer:
 
 def as_postgres_user(command: list[str]) -> list[str]:
     """initdb and postgres refuse to run as root; run them as the `postgres` system user instead."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+    if os.geteuid() != 0:
+        return command
+    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if runuser is None:
+        raise RuntimeError("`runuser` not found: it comes with Debian's util-linux")
+    return [runuser, "-u", "postgres", "--", *command]
 
 
 @contextmanager
