@@ -84,40 +84,41 @@ def render_sku(defs: dg.Definitions, instance: dg.DagsterInstance, sku_id: str) 
     )
 
 
+def run_partition(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, asset: str, partitions: str,
+                  key: str, config: dict) -> tuple[dict, float]:
+    """Materialize one partition of a dynamically partitioned asset; its metadata ({} if it failed) and seconds."""
+    instance.add_dynamic_partitions(partitions, [key])
+    started = time.perf_counter()
+    result = defs.resolve_job_def(job).execute_in_process(
+        partition_key=key, instance=instance, raise_on_error=False,
+        run_config={**QUIET, "ops": {asset: {"config": config}}},
+    )
+    return materialization_metadata(result, asset), time.perf_counter() - started
+
+
 def render_campaign(defs: dg.Definitions, instance: dg.DagsterInstance, console: Console) -> None:
     name, spec = DEMO_CAMPAIGN
-    instance.add_dynamic_partitions("campaign", [name])
-    started = time.perf_counter()
-    result = defs.resolve_job_def("campaign_job").execute_in_process(
-        partition_key=name, instance=instance, raise_on_error=False,
-        run_config={**QUIET, "ops": {"campaign_clips": {"config": {"spec": spec}}}},
-    )
-    meta = materialization_metadata(result, "campaign_clips")
+    meta, seconds = run_partition(defs, instance, "campaign_job", "campaign_clips", "campaign", name, {"spec": spec})
     if not meta:
         console.print(f"[red]campaign {name}: failed, see the run in the UI[/]")
         return
     console.print(
         f"campaign {name}: {meta['clips']} personalized clips rendered, {meta['clips_reused']} reused, "
-        f"{meta['rejected_rows']} recipients rejected, {meta['qa_failed']} failed QA, in "
-        f"{time.perf_counter() - started:.1f}s; manifest {meta['manifest']}"
+        f"{meta['rejected_rows']} recipients rejected, {meta['qa_failed']} failed QA, in {seconds:.1f}s; "
+        f"manifest {meta['manifest']}"
     )
 
 
 def render_training(defs: dg.Definitions, instance: dg.DagsterInstance, console: Console) -> None:
     name, script = DEMO_MODULE
-    instance.add_dynamic_partitions("module", [name])
-    started = time.perf_counter()
-    result = defs.resolve_job_def("training_job").execute_in_process(
-        partition_key=name, instance=instance, raise_on_error=False,
-        run_config={**QUIET, "ops": {"training_module": {"config": {"script": script}}}},
-    )
-    meta = materialization_metadata(result, "training_module")
+    meta, seconds = run_partition(defs, instance, "training_job", "training_module", "module", name,
+                                  {"script": script})
     if not meta:
         console.print(f"[red]training module {name}: failed, see the run in the UI[/]")
         return
     console.print(
         f"training module {name}: {meta['duration_s']:.0f}s, {meta['scenes']} chapters, narrated by "
-        f"{meta['narrator']}, in {time.perf_counter() - started:.1f}s; {meta['video']}"
+        f"{meta['narrator']}, in {seconds:.1f}s; {meta['video']}"
     )
 
 
