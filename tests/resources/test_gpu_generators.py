@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,6 +269,21 @@ def test_a_hub_id_loads_from_the_hugging_face_cache_without_the_network(tiny_fol
     provider = WanClips(prices=PricesResource(), model="skuvid-test/wan-vace", **TINY_CLIP)
     assert provider.availability().available
     assert provider.render_clip(clip_request(), print).clip.n_frames == 8
+
+
+def test_asking_a_provider_without_weights_does_not_import_torch():
+    # A CPU-tier run asks every GPU provider for every SKU; importing torch would cost seconds per run.
+    code = (
+        "import sys\n"
+        "from resources.generators.wan import WanClips\n"
+        "from resources.pricing import PricesResource\n"
+        "availability = WanClips(prices=PricesResource(), model='skuvid-test/absent').availability()\n"
+        "assert not availability.available, availability\n"
+        "print(sorted({'torch', 'diffusers'} & set(sys.modules)))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_missing_weights_name_the_model_and_the_local_path_setting(tmp_path):

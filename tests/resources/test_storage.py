@@ -89,3 +89,21 @@ def test_relative_resolution():
     assert resolve_relative("packshots/a.png", "s3://b/drops") == "s3://b/drops/packshots/a.png"
     assert resolve_relative("s3://x/y.png", "/base") == "s3://x/y.png"
     assert parent_of("s3://b/drops/c.csv") == "s3://b/drops"
+
+
+def test_s3_errors_name_the_object_and_the_code(s3_env):
+    with pytest.raises(StorageError, match=r"s3://skuvid-no-such-bucket/x\.bin: NoSuchBucket"):
+        read_uri("s3://skuvid-no-such-bucket/x.bin")
+
+
+def test_s3_errors_never_show_the_secret(s3_bucket, monkeypatch):
+    from resources.storage import bucket_store
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-real-secret-4f2a")
+    bucket_store.cache_clear()
+    try:
+        with pytest.raises(StorageError) as raised:
+            StorageResource(root=f"s3://{s3_bucket}/p").write_bytes("a.bin", b"x")
+    finally:
+        bucket_store.cache_clear()
+    assert "SignatureDoesNotMatch" in str(raised.value) and "4f2a" not in str(raised.value)
