@@ -11,4 +11,5 @@ def machine_info() -> dict:
     if cpuinfo.exists():
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                       if line.startswith("model name")), model)
-    return {"cores": os.cpu_count(), "cpu_model": model, "python": platform.python_version()}
+    return {"cores": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "load_average_1m": round(os.getloadavg()[0], 2)}
