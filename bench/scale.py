@@ -38,7 +38,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bench.machine import machine_info  # noqa: E402
-from tests.servers import seaweedfs  # noqa: E402
+from tests.servers import free_port, seaweedfs  # noqa: E402
 from videokit.packshots import PRODUCT_KINDS, draw_packshot  # noqa: E402
 
 console = Console()
@@ -215,12 +215,6 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(30)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout_s: float) -> None:

@@ -20,12 +20,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 GRPC_OFFSET = 10000  # SeaweedFS puts each gRPC port at http port + 10000
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def free_port_pair() -> int:
     """A free loopback port whose +10000 companion is free too."""
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         if port + GRPC_OFFSET < 65535 and port_is_free(port + GRPC_OFFSET):
             return port
     raise RuntimeError("no free loopback port pair")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.servers import free_port_pair
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -22,7 +22,7 @@ def test_production_workspace_reaches_the_documented_code_server(tmp_path):
     assert server["host"] == "127.0.0.1" and command[command.index("-h") + 1] == "127.0.0.1"
     assert str(server["port"]) == command[command.index("-p") + 1]
 
-    port = free_port_pair()  # the documented port may be taken on this machine
+    port = free_port()  # the documented port may be taken on this machine
     command[command.index("-p") + 1] = str(port)
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {**server, "port": port}}]}))
