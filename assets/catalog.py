@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from functools import partial
 
@@ -89,9 +90,13 @@ def store_brand_kits(storage: StorageResource, kits: BrandKits) -> dict[str, str
                 storage.write_bytes(logo_key, logo)
         fingerprints[name] = hashlib.sha256(f"{kit.fingerprint()}:{logo_key}".encode()).hexdigest()[:16]
         stored[name] = {"spec": spec, "logo_key": logo_key, "fingerprint": fingerprints[name]}
-    previous = storage.read_json(BRANDS_KEY) if storage.exists(BRANDS_KEY) else {}
-    storage.write_json(BRANDS_KEY, {**previous, **stored})
+    storage.update(BRANDS_KEY, partial(merge_brand_kits, stored))
     return fingerprints
+
+
+def merge_brand_kits(stored: dict, current: bytes | None) -> tuple[bytes, None]:
+    previous = json.loads(current) if current else {}
+    return json.dumps({**previous, **stored}, indent=2, sort_keys=True, default=str).encode(), None
 
 
 def rejects_markdown(validated: ValidatedCatalog) -> str:
@@ -103,10 +108,14 @@ def rejects_markdown(validated: ValidatedCatalog) -> str:
     return table + (f"\n\n... and {more} more in `{REJECTS_KEY}`" if more > 0 else "")
 
 
-def write_parquet(storage: StorageResource, key: str, frame: pd.DataFrame) -> None:
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    storage.write_bytes(key, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_parquet(storage: StorageResource, key: str, frame: pd.DataFrame) -> None:
+    storage.write_bytes(key, parquet_bytes(frame))
 
 
 @dataclass
@@ -148,10 +157,29 @@ class IngestReport:
         }
 
 
-def read_catalog_or_empty(storage: StorageResource) -> pd.DataFrame:
-    if not storage.exists(CATALOG_KEY):
-        return pd.DataFrame(columns=["sku_id", "content_hash"])
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(CATALOG_KEY)))
+@dataclass(frozen=True)
+class CatalogChanges:
+    new: list[str]
+    changed: list[str]
+    unchanged: list[str]
+
+
+def upsert_catalog(accepted: pd.DataFrame, current: bytes | None) -> tuple[bytes, CatalogChanges]:
+    """The catalog with `accepted` rows replacing or joining the current ones, and what that changed.
+
+    Pure, because `StorageResource.update` runs it again if another writer got in first.
+    """
+    previous = pd.read_parquet(io.BytesIO(current)) if current else pd.DataFrame(columns=["sku_id", "content_hash"])
+    previous_hash = dict(zip(previous["sku_id"], previous["content_hash"]))
+    pairs = list(zip(accepted["sku_id"], accepted["content_hash"]))
+    changes = CatalogChanges(
+        new=[s for s, _ in pairs if s not in previous_hash],
+        changed=[s for s, h in pairs if s in previous_hash and previous_hash[s] != h],
+        unchanged=[s for s, h in pairs if previous_hash.get(s) == h],
+    )
+    kept = previous[~previous["sku_id"].isin(accepted["sku_id"])]
+    merged = pd.concat([kept, accepted], ignore_index=True) if len(kept) else accepted
+    return parquet_bytes(merged), changes
 
 
 def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixels: int) -> IngestReport:
@@ -172,17 +200,9 @@ def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixel
         brand_fingerprints=fingerprints,
         check_images=partial(intake_packshots, base=parent_of(source), storage=storage, max_pixels=max_pixels),
     )
-    accepted = validated.accepted
-    previous = read_catalog_or_empty(storage)
-    previous_hash = dict(zip(previous["sku_id"], previous["content_hash"]))
-    new = [s for s in accepted["sku_id"] if s not in previous_hash]
-    changed = [s for s, h in zip(accepted["sku_id"], accepted["content_hash"]) if s in previous_hash and previous_hash[s] != h]
-    unchanged = [s for s, h in zip(accepted["sku_id"], accepted["content_hash"]) if previous_hash.get(s) == h]
-    kept = previous[~previous["sku_id"].isin(accepted["sku_id"])]
-    merged = pd.concat([kept, accepted], ignore_index=True) if len(kept) else accepted
-    write_parquet(storage, CATALOG_KEY, merged)
+    changes = storage.update(CATALOG_KEY, partial(upsert_catalog, validated.accepted))
     write_parquet(storage, REJECTS_KEY, validated.rejects_frame())
-    return IngestReport(source, validated, new, changed, unchanged)
+    return IngestReport(source, validated, changes.new, changes.changed, changes.unchanged)
 
 
 def register_skus(instance: dg.DagsterInstance, sku_ids: list[str]) -> list[str]:

@@ -2,34 +2,59 @@
 
 Writes are atomic: local files go to a temp name in the same folder and are renamed; S3 objects are put
 whole. Keys are relative POSIX paths such as `skus/SKU-1/ab12.../clip.mp4`.
+
+Shared files that several processes read, change and write back (the catalog, the brand kits) go through
+`StorageResource.update`: a compare-and-swap on the object's version (S3 `If-Match`/`If-None-Match`; a file
+lock and a content hash locally), retried on conflict, so two writers never lose each other's rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import boto3
 import httpx
 import obstore
 from dagster import ConfigurableResource
+from filelock import FileLock
 from obstore.auth.boto3 import Boto3CredentialProvider
+from obstore.exceptions import AlreadyExistsError, PreconditionError
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import S3Store as S3ObjectStore
 from pydantic import Field
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+T = TypeVar("T")
+UPDATE_ATTEMPTS = 20
+LOCK_TIMEOUT_S = 60
 
 
 class StorageError(RuntimeError):
     """A key or URI could not be read or written; the message names it."""
+
+
+class VersionConflict(StorageError):
+    """Another writer changed the object between our read and our write."""
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """An object's bytes and the version they were read at; both None when the object does not exist."""
+
+    data: bytes | None
+    version: str | None
 
 
 def check_key(key: str) -> str:
@@ -66,6 +91,22 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def read_versioned(self, key: str) -> Versioned:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return Versioned(None, None)
+        return Versioned(data, hashlib.sha256(data).hexdigest())
+
+    def write_if_version(self, key: str, data: bytes, version: str | None) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Readers never lock: the rename keeps every read whole. Writers of the same key serialize here.
+        with FileLock(path.parent / f".{path.name}.lock", timeout=LOCK_TIMEOUT_S):
+            if self.read_versioned(key).version != version:
+                raise VersionConflict(f"{self.url(key)} changed since it was read")
+            self.write_bytes(key, data)
 
     def list_keys(self, prefix: str) -> list[str]:
         base = self.root / prefix
@@ -105,12 +146,28 @@ class S3Store:
             return obstore.get(self.store, self._object_key(key)).bytes().to_bytes()
 
     def exists(self, key: str) -> bool:
-        path = self._object_key(key)
-        try:
-            obstore.head(self.store, path)
-            return True
-        except FileNotFoundError:
-            return False
+        with s3_errors(self.url(key)):
+            try:
+                obstore.head(self.store, self._object_key(key))
+            except FileNotFoundError:
+                return False
+        return True
+
+    def read_versioned(self, key: str) -> Versioned:
+        with s3_errors(self.url(key)):
+            try:
+                result = obstore.get(self.store, self._object_key(key))
+            except FileNotFoundError:
+                return Versioned(None, None)
+            return Versioned(result.bytes().to_bytes(), result.meta["e_tag"])
+
+    def write_if_version(self, key: str, data: bytes, version: str | None) -> None:
+        mode = "create" if version is None else {"e_tag": version}
+        with s3_errors(self.url(key)):
+            try:
+                obstore.put(self.store, self._object_key(key), data, mode=mode, use_multipart=False)
+            except (AlreadyExistsError, PreconditionError):
+                raise VersionConflict(f"{self.url(key)} changed since it was read") from None
 
     def list_keys(self, prefix: str) -> list[str]:
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
@@ -245,6 +302,20 @@ class StorageResource(ConfigurableResource):
 
     def exists(self, key: str) -> bool:
         return self._store.exists(key)
+
+    def update(self, key: str, change: Callable[[bytes | None], tuple[bytes, T]]) -> T:
+        """Read-modify-write `key` without losing a concurrent writer's change.
+
+        `change` gets the current bytes (None if absent) and returns the new bytes and a result for the
+        caller. On a conflict it runs again on the newer bytes, so it must be cheap and free of side effects.
+        """
+        for attempt in Retrying(retry=retry_if_exception_type(VersionConflict), stop=stop_after_attempt(UPDATE_ATTEMPTS),
+                                wait=wait_random_exponential(multiplier=0.05, max=2), reraise=True):
+            with attempt:
+                current = self._store.read_versioned(key)
+                data, result = change(current.data)
+                self._store.write_if_version(key, data, current.version)
+        return result
 
     def list_keys(self, prefix: str) -> list[str]:
         return self._store.list_keys(prefix)

@@ -30,6 +30,17 @@ def s3_bucket(s3_env: S3Server) -> str:
     return name
 
 
+@pytest.fixture(params=["local", "s3"])
+def storage(request, tmp_path):
+    """Artifact storage on each backend: a local folder, then a prefix in the test S3 server."""
+    from resources.storage import StorageResource
+
+    if request.param == "local":
+        return StorageResource(root=str(tmp_path / "data"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return StorageResource(root=f"s3://{bucket}/prefix")
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     from tests.servers import postgres

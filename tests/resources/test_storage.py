@@ -1,17 +1,11 @@
 import http.server
+import json
 import threading
+from functools import partial
 
 import pytest
 
 from resources.storage import StorageError, StorageResource, parent_of, read_uri, resolve_relative
-
-
-@pytest.fixture(params=["local", "s3"])
-def storage(request, tmp_path) -> StorageResource:
-    if request.param == "local":
-        return StorageResource(root=str(tmp_path / "data"))
-    bucket = request.getfixturevalue("s3_bucket")
-    return StorageResource(root=f"s3://{bucket}/prefix")
 
 
 def test_write_read_list_delete(storage):
@@ -107,3 +101,77 @@ def test_s3_errors_never_show_the_secret(s3_bucket, monkeypatch):
     finally:
         bucket_store.cache_clear()
     assert "SignatureDoesNotMatch" in str(raised.value) and "4f2a" not in str(raised.value)
+
+
+def test_s3_exists_reports_errors_other_than_absence(s3_bucket, monkeypatch):
+    from resources.storage import bucket_store
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-real-secret-77c1")
+    bucket_store.cache_clear()
+    try:
+        with pytest.raises(StorageError, match=rf"s3://{s3_bucket}/p/a\.bin") as raised:
+            StorageResource(root=f"s3://{s3_bucket}/p").exists("a.bin")
+    finally:
+        bucket_store.cache_clear()
+    assert "77c1" not in str(raised.value)
+
+
+def append_token(token: str, current: bytes | None) -> tuple[bytes, int]:
+    tokens = json.loads(current) if current else []
+    return json.dumps([*tokens, token]).encode(), len(tokens)
+
+
+def test_update_creates_then_changes(storage):
+    assert storage.update("catalog/list.json", partial(append_token, "a")) == 0
+    assert storage.update("catalog/list.json", partial(append_token, "b")) == 1
+    assert storage.read_json("catalog/list.json") == ["a", "b"]
+
+
+def test_update_reruns_the_change_when_another_writer_got_in_first(storage):
+    calls = []
+
+    def change(current):
+        calls.append(current)
+        if len(calls) == 1:  # another process writes between our read and our write
+            storage.write_bytes("catalog/list.json", json.dumps(["theirs"]).encode())
+        return append_token("ours", current)
+
+    storage.write_bytes("catalog/list.json", b"[]")
+    storage.update("catalog/list.json", change)
+    assert storage.read_json("catalog/list.json") == ["theirs", "ours"]
+    assert calls == [b"[]", json.dumps(["theirs"]).encode()]
+
+
+def test_update_of_an_absent_key_loses_to_a_concurrent_create(storage):
+    calls = []
+
+    def change(current):
+        calls.append(current)
+        if len(calls) == 1:
+            storage.write_bytes("catalog/new.json", json.dumps(["first"]).encode())
+        return append_token("second", current)
+
+    storage.update("catalog/new.json", change)
+    assert storage.read_json("catalog/new.json") == ["first", "second"]
+
+
+def test_concurrent_updates_lose_nothing(storage):
+    tokens = [f"writer-{i}" for i in range(8)]
+    barrier = threading.Barrier(len(tokens))
+
+    def write(token):
+        barrier.wait()
+        storage.update("catalog/list.json", partial(append_token, token))
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(storage.read_json("catalog/list.json")) == tokens
+
+
+def test_update_leaves_no_lock_or_temp_files_in_listings(tmp_path):
+    storage = StorageResource(root=str(tmp_path))
+    storage.update("catalog/list.json", partial(append_token, "a"))
+    assert storage.list_keys("catalog") == ["catalog/list.json"]
