@@ -18,7 +18,7 @@ from assets.artifacts import (
 from assets.catalog import Sku, load_sku
 from assets.cost_estimate import load_policy
 from assets.escalation import escalate
-from assets.per_sku import SkuOutcome, run_per_sku, sku_asset
+from assets.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.generators.base import ClipRequest
 from resources.pool_slots import pool_slot
 from resources.routing import PolicyError
@@ -76,6 +76,7 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
     except PolicyError as error:
         raise dg.Failure(description=str(error)) from None
     providers = {name: getattr(context.resources, name) for name in CLIP_PROVIDERS}
+    log_unavailable = log_once(context.log.info)
 
     def clip_for(sku_id: str) -> SkuOutcome:
         sku = load_sku(storage, sku_id)
@@ -101,7 +102,8 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
             return record, reused
 
         result = escalate(route.clip, providers, retakes=policy.retakes, base_seed=config.seed, render=render,
-                          judge=judge, log=context.log.info)
+                          judge=judge, log=lambda message: context.log.info(f"{sku.sku_id}: {message}"),
+                          log_unavailable=log_unavailable)
         if result.record is None:
             raise dg.Failure(description=f"{sku.sku_id}: no clip rendered. {result.reason(route.rule)}")
         record = {**result.record, "route": route.rule, "attempts": [asdict(a) for a in result.attempts]}

@@ -52,15 +52,20 @@ def escalate(
     render: RenderAttempt,
     judge: Callable[[dict], list[CheckOutcome]],
     log: Callable[[str], None],
+    log_unavailable: Callable[[str], None] | None = None,
 ) -> Escalation:
-    """`render(name, provider, seed, attempt_number)` returns (record, reused); `judge(record)` the blocking checks."""
+    """`render(name, provider, seed, attempt_number)` returns (record, reused); `judge(record)` the blocking checks.
+
+    `log_unavailable` says why a provider is skipped (default `log`): a batched run says it once, not per SKU.
+    """
+    log_unavailable = log_unavailable or log
     result = Escalation(record=None, passed=False)
     number = 0
     for name in chain:
         provider = providers[name]
         availability = provider.availability()
         if not availability.available:
-            log(f"{name}: skipped, {availability.reason}")
+            log_unavailable(f"{name}: skipped, {availability.reason}")
             result.skipped.append((name, availability.reason))
             continue
         for take in range(retakes + 1):

@@ -1,5 +1,6 @@
 """`keyframe` per SKU: the still every clip starts from, with blocking QA checks."""
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 import dagster as dg
@@ -8,7 +9,7 @@ import numpy as np
 from assets.artifacts import cost_metadata, qa_summary, read_record, record_render_charge, render_prefix, save_render
 from assets.catalog import Sku, load_sku, sku_catalog
 from assets.cost_estimate import load_policy
-from assets.per_sku import SkuOutcome, run_per_sku, sku_asset
+from assets.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.generators.base import KeyframeRequest
 from resources.pool_slots import pool_slot
 from resources.routing import PolicyError
@@ -62,12 +63,14 @@ def keyframe(context: dg.AssetExecutionContext):
     except PolicyError as error:
         raise dg.Failure(description=str(error)) from None
 
+    log_unavailable = log_once(context.log.info)
+
     def keyframe_for(sku_id: str) -> SkuOutcome:
         sku = load_sku(storage, sku_id)
         record = read_record(storage, sku, "keyframe")
         reused = record is not None
         if record is None:
-            name, provider = first_available_provider(policy.route(sku.fields).keyframe, context)
+            name, provider = first_available_provider(policy.route(sku.fields).keyframe, context, log_unavailable)
             with pool_slot(context.instance, provider.pool, context.run.run_id, f"keyframe[{sku_id}]", context.log.info):
                 record = render_keyframe(storage, sku, provider, context.log.info)
             record_render_charge(resources.ledger, sku, "keyframe", name, provider, 0, record["cost"])
@@ -89,14 +92,15 @@ def keyframe(context: dg.AssetExecutionContext):
     yield from run_per_sku(context, "keyframe", list(KEYFRAME_CHECKS), keyframe_for)
 
 
-def first_available_provider(chain: tuple[str, ...], context: dg.AssetExecutionContext):
+def first_available_provider(chain: tuple[str, ...], context: dg.AssetExecutionContext,
+                             log_unavailable: Callable[[str], None]):
     skipped = []
     for name in chain:
         provider = getattr(context.resources, name)
         availability = provider.availability()
         if availability.available:
             return name, provider
-        context.log.info(f"keyframe provider {name} skipped: {availability.reason}")
+        log_unavailable(f"keyframe provider {name} skipped: {availability.reason}")
         skipped.append(f"{name}: {availability.reason}")
     raise dg.Failure(description="no keyframe provider available: " + "; ".join(skipped))
 

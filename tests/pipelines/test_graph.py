@@ -127,6 +127,29 @@ def test_batched_run_gives_each_sku_its_own_metadata_and_checks(catalog_dir, res
         assert list(read_manifest(resources["storage"])["sku_id"]) == ["HERO-1"]
 
 
+def test_batched_run_does_not_reload_the_partitions_per_sku(catalog_dir, resources, monkeypatch):
+    """Per-SKU work in a batched run must not grow with the catalog: no partition list load per SKU."""
+    with (catalog_dir / "catalog.csv").open("a") as catalog:
+        catalog.write("BULK-3,Blue mug,kitchen,night,packshots/bulk.png,bulk,,1:1\n"
+                      "BULK-4,Green mug,kitchen,night,packshots/bulk.png,bulk,,16:9\n")
+    loads = []
+    real = dg.DagsterInstance.get_dynamic_partitions
+    monkeypatch.setattr(dg.DagsterInstance, "get_dynamic_partitions",
+                        lambda self, *args, **kwargs: loads.append(1) or real(self, *args, **kwargs))
+    with dg.instance_for_test() as instance:
+        dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
+        counts = []
+        for start, end in (("HERO-1", "BULK-2"), ("HERO-1", "BULK-4")):
+            loads.clear()
+            result = dg.materialize(SKU_ASSETS, instance=instance, resources=resources,
+                                    tags={"dagster/asset_partition_range_start": start,
+                                          "dagster/asset_partition_range_end": end})
+            assert result.success
+            counts.append(len(loads))
+        assert counts[0] == counts[1], f"partition list loads for 2 SKUs vs 4 SKUs: {counts}"
+        assert set(partition_events(instance, "clip")) == {"HERO-1", "BULK-2", "BULK-3", "BULK-4"}
+
+
 def test_cost_estimate_asset_for_the_current_catalog(catalog_dir, resources):
     from assets.costs import cost_estimate
 
