@@ -82,7 +82,7 @@ def add_sku_metadata(context: dg.AssetExecutionContext, asset: str, sku_id: str,
     if accumulator is None or not hasattr(accumulator, "with_additional_asset_metadata"):
         context.add_asset_metadata(metadata, partition_key=sku_id)
         return
-    step._metadata_accumulator = accumulator.with_additional_asset_metadata(  # noqa: SLF001
+    step._metadata_accumulator = accumulator.with_additional_asset_metadata(
         asset_key=dg.AssetKey(asset), partition_key=sku_id, metadata=metadata
     )
 
