@@ -3,6 +3,7 @@
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -241,23 +242,30 @@ def read_catalog(storage: StorageResource) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(storage.read_bytes(CATALOG_KEY)))
 
 
-def load_sku(storage: StorageResource, sku_id: str) -> Sku:
+def sku_lookup(storage: StorageResource) -> Callable[[str], Sku]:
+    """SKUs looked up in one read of the catalog and brand kits: a step's snapshot, however many SKUs its
+    batch holds (reading a 10,000-row catalog per SKU cost more than the lookup)."""
     catalog = read_catalog(storage)
-    rows = catalog[catalog["sku_id"] == sku_id]
-    if rows.empty:
-        raise dg.Failure(description=f"SKU {sku_id!r} is not in the current catalog ({storage.url(CATALOG_KEY)}).")
-    row = rows.iloc[0]
-    brand = storage.read_json(BRANDS_KEY)[row["brand"]]
-    return Sku(
-        sku_id=sku_id,
-        title=row["title"],
-        category=row["category"],
-        brand=BrandKit.from_dict(row["brand"], brand["spec"]),
-        logo_key=brand["logo_key"],
-        tier=row["tier"],
-        prompt=row["prompt"],
-        aspect=row["aspect"],
-        image_key=row["image_key"],
-        content_hash=row["content_hash"],
-        fields={str(k): str(v) for k, v in row.items()},
-    )
+    positions = {sku_id: index for index, sku_id in enumerate(catalog["sku_id"])}
+    brands = storage.read_json(BRANDS_KEY)
+
+    def lookup(sku_id: str) -> Sku:
+        if sku_id not in positions:
+            raise dg.Failure(description=f"SKU {sku_id!r} is not in the current catalog ({storage.url(CATALOG_KEY)}).")
+        row = catalog.iloc[positions[sku_id]]
+        brand = brands[row["brand"]]
+        return Sku(
+            sku_id=sku_id,
+            title=row["title"],
+            category=row["category"],
+            brand=BrandKit.from_dict(row["brand"], brand["spec"]),
+            logo_key=brand["logo_key"],
+            tier=row["tier"],
+            prompt=row["prompt"],
+            aspect=row["aspect"],
+            image_key=row["image_key"],
+            content_hash=row["content_hash"],
+            fields={str(k): str(v) for k, v in row.items()},
+        )
+
+    return lookup

@@ -15,7 +15,7 @@ from assets.artifacts import (
     render_prefix,
     save_attempt,
 )
-from assets.catalog import Sku, load_sku
+from assets.catalog import Sku, sku_lookup
 from assets.cost_estimate import load_policy
 from assets.escalation import escalate
 from assets.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
@@ -78,8 +78,10 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
     providers = {name: getattr(context.resources, name) for name in CLIP_PROVIDERS}
     log_unavailable = log_once(context.log.info)
 
+    lookup = sku_lookup(storage)
+
     def clip_for(sku_id: str) -> SkuOutcome:
-        sku = load_sku(storage, sku_id)
+        sku = lookup(sku_id)
         keyframe_record = read_record(storage, sku, "keyframe")
         if keyframe_record is None:
             raise dg.Failure(description=f"{sku.sku_id}: no keyframe for content {sku.content_hash}; materialize `keyframe` first")

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 
 from assets.artifacts import cost_metadata, qa_summary, read_record, record_render_charge, render_prefix, save_render
-from assets.catalog import Sku, load_sku, sku_catalog
+from assets.catalog import Sku, sku_catalog, sku_lookup
 from assets.cost_estimate import load_policy
 from assets.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.generators.base import KeyframeRequest
@@ -65,8 +65,10 @@ def keyframe(context: dg.AssetExecutionContext):
 
     log_unavailable = log_once(context.log.info)
 
+    lookup = sku_lookup(storage)
+
     def keyframe_for(sku_id: str) -> SkuOutcome:
-        sku = load_sku(storage, sku_id)
+        sku = lookup(sku_id)
         record = read_record(storage, sku, "keyframe")
         reused = record is not None
         if record is None:

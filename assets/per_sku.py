@@ -15,7 +15,7 @@ from assets.artifacts import check_results, metadata_value
 from assets.partitions import sku_partitions
 from videokit.qa import CheckOutcome
 
-SKU_BATCH_SIZE = 50
+SKU_BATCH_SIZE = 100
 
 
 @dataclass

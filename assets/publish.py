@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.artifacts import cost_metadata, read_record
-from assets.catalog import Sku, load_sku, write_parquet
+from assets.catalog import Sku, sku_lookup, write_parquet
 from assets.per_sku import SkuOutcome, run_per_sku, sku_asset
 from resources.generators.base import measure_usage
 from resources.pricing import PricesResource
@@ -94,8 +94,10 @@ def published_video(
     quality_bar: QualityBarResource,
     prices: PricesResource,
 ):
+    lookup = sku_lookup(storage)
+
     def publish(sku_id: str) -> SkuOutcome:
-        sku = load_sku(storage, sku_id)
+        sku = lookup(sku_id)
         clip_record = read_record(storage, sku, "clip")
         keyframe_record = read_record(storage, sku, "keyframe")
         if clip_record is None or keyframe_record is None:

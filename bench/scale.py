@@ -122,7 +122,7 @@ def measure_sensor_tick(skus: int, work: Path) -> dict:
 
 def pure_work(sample: list[str], storage_root: Path) -> tuple[float, float]:
     """Wall and CPU seconds of the keyframe, clip, QA and publish work a run does for `sample`, without Dagster."""
-    from assets.catalog import load_sku
+    from assets.catalog import sku_lookup
     from assets.clips import ClipConfig, render_attempt
     from assets.keyframes import render_keyframe
     from assets.publish import publish_files
@@ -134,8 +134,9 @@ def pure_work(sample: list[str], storage_root: Path) -> tuple[float, float]:
     resources = build_resources()
     storage = StorageResource(root=str(storage_root))
     started, cpu_started = time.perf_counter(), time.process_time()
+    lookup = sku_lookup(storage)
     for sku_id in sample:
-        sku = load_sku(storage, sku_id)
+        sku = lookup(sku_id)
         keyframe = render_keyframe(storage, sku, resources["compose"], lambda _: None)
         layers = KeyframeLayers.from_files({n: storage.read_bytes(k) for n, k in keyframe["files"].items()})
         clip, _ = render_attempt(storage, sku, keyframe, layers, "motion", resources["motion"], ClipConfig(), 0, 1,
@@ -170,6 +171,7 @@ class ProcessTreeCpu(threading.Thread):
         self.roots = [psutil.Process(pid) for pid in root_pids]
         self.interval_s = interval_s
         self.seen: dict[tuple[int, float], tuple[str, float]] = {}
+        self.programs: dict[tuple[int, float], str] = {}
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -190,6 +192,7 @@ class ProcessTreeCpu(threading.Thread):
                         # the code server's command line.
                         key = (process.pid, process.create_time())
                         self.seen[key] = (self.role(process, root), times.user + times.system)
+                        self.programs[key] = program(process.cmdline())
                 except psutil.NoSuchProcess:
                     continue
 
@@ -198,6 +201,15 @@ class ProcessTreeCpu(threading.Thread):
         # The code server starts each run as a multiprocessing "spawn" child; a run starts log tailers.
         lineage = [process, *(p for p in process.parents() if p.pid != root.pid)]
         return "runs" if any("spawn_main" in " ".join(p.cmdline()) for p in lineage) else "orchestration"
+
+    def by_program(self) -> dict[str, float]:
+        """CPU seconds per kind of process (daemon, code server, run worker, log tailer, ...)."""
+        self.sample()
+        totals: dict[str, float] = {}
+        for key, (_, seconds) in self.seen.items():
+            name = self.programs.get(key, "?")
+            totals[name] = totals.get(name, 0.0) + seconds
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
     def totals(self) -> dict[str, float]:
         self.sample()
@@ -209,6 +221,21 @@ class ProcessTreeCpu(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         self.join()
+
+
+def program(cmdline: list[str]) -> str:
+    """A short name for a process: the program and, for Python, the script or module it runs."""
+    if not cmdline:
+        return "?"
+    words = [Path(cmdline[0]).name]
+    rest = [w for w in cmdline[1:] if not w.startswith("-")]
+    if words[0].startswith("python") and rest:
+        words.append(Path(rest[0]).name if "/" in rest[0] else rest[0])
+    elif rest:
+        words.append(rest[0])
+    if "spawn_main" in " ".join(cmdline):
+        words = [words[0], "spawned run worker"]
+    return " ".join(words)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -313,10 +340,11 @@ def measure_backfill(skus: int, per_run_sample: int, catalog_skus: int, work: Pa
             backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance, all_partitions=False,
             title="bench", description=None, run_config=None,
         )
-        started, cpu_started = time.perf_counter(), cpu.totals()
+        started, cpu_started, programs_started = time.perf_counter(), cpu.totals(), cpu.by_program()
         instance.add_backfill(backfill)
         batched_runs = wait_for_backfill(instance, backfill_id, timeout_s=3600)
         batched_wall, batched_cpu = time.perf_counter() - started, cpu_since(cpu, cpu_started)
+        batched_programs = {name: seconds - programs_started.get(name, 0.0) for name, seconds in cpu.by_program().items()}
 
         console.print(f"baseline: {len(single)} SKUs, one run per partition through the daemon ...")
         started, cpu_started = time.perf_counter(), cpu.totals()
@@ -358,6 +386,8 @@ def measure_backfill(skus: int, per_run_sample: int, catalog_skus: int, work: Pa
         "baseline_orchestration_cpu_s_per_sku": round(single_cpu["orchestration"] / len(single), 3),
         "baseline_overhead_cpu_s_per_sku": round(single_overhead, 3),
         "baseline_run_wall_s_per_sku": round(run_seconds(instance, single_runs) / len(single), 3),
+        "cpu_s_per_sku_by_program": {name: round(seconds / len(batched), 3) for name, seconds in batched_programs.items()
+                                     if seconds / len(batched) >= 0.001},
         "overhead_ratio_per_run_vs_batched": round(single_overhead / batched_overhead, 1) if batched_overhead else None,
         "failed_runs": failed,
         "targets": {"overhead_cpu_s_per_sku": 0.5, "wall_s": 1800},
