@@ -247,41 +247,41 @@ def test_a_budget_too_small_stops_the_module_before_paying(storage, ledger, tmp_
 
 def test_the_asset_materializes_a_module_partition(storage, ledger, tmp_path):
     path = write_script(tmp_path)
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(module_partitions.name, ["gear-care"])
-    prices = PricesResource()
-    resources = {
-        "storage": storage,
-        "prices": prices,
-        "ledger": ledger,
-        "heygen": HeyGenPresenter(storage=storage, ledger=ledger, prices=prices),
-        "did": DidPresenter(storage=storage, ledger=ledger, prices=prices),
-    }
-    result = dg.materialize(
-        [training_module],
-        partition_key="gear-care",
-        instance=instance,
-        resources=resources,
-        run_config={"ops": {"training_module": {"config": {"script": str(path), "workers": 1}}}},
-    )
-    assert result.success
-    [event] = result.get_asset_materialization_events()
-    metadata = {key: value.value for key, value in event.materialization.metadata.items()}
-    assert (
-        metadata["narrator"] == "espeak-ng" and metadata["scenes"] == 3 and metadata["scenes_rendered"] == 3
-    )
-    assert metadata["estimate_heygen_avatar_iv_studio_usd"] > 0 and metadata["tts_chars"] > 0
-    [check] = result.get_asset_check_evaluations()
-    assert check.passed and check.check_name == "training_module_format"
-    failed = dg.materialize(
-        [training_module],
-        partition_key="gear-care",
-        instance=instance,
-        resources=resources,
-        raise_on_error=False,
-        run_config={"ops": {"training_module": {"config": {"script": str(tmp_path / "nope.md")}}}},
-    )
-    assert not failed.success
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(module_partitions.name, ["gear-care"])
+        prices = PricesResource()
+        resources = {
+            "storage": storage,
+            "prices": prices,
+            "ledger": ledger,
+            "heygen": HeyGenPresenter(storage=storage, ledger=ledger, prices=prices),
+            "did": DidPresenter(storage=storage, ledger=ledger, prices=prices),
+        }
+        result = dg.materialize(
+            [training_module],
+            partition_key="gear-care",
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"training_module": {"config": {"script": str(path), "workers": 1}}}},
+        )
+        assert result.success
+        [event] = result.get_asset_materialization_events()
+        metadata = {key: value.value for key, value in event.materialization.metadata.items()}
+        assert (
+            metadata["narrator"] == "espeak-ng" and metadata["scenes"] == 3 and metadata["scenes_rendered"] == 3
+        )
+        assert metadata["estimate_heygen_avatar_iv_studio_usd"] > 0 and metadata["tts_chars"] > 0
+        [check] = result.get_asset_check_evaluations()
+        assert check.passed and check.check_name == "training_module_format"
+        failed = dg.materialize(
+            [training_module],
+            partition_key="gear-care",
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+            run_config={"ops": {"training_module": {"config": {"script": str(tmp_path / "nope.md")}}}},
+        )
+        assert not failed.success
 
 
 def test_sample_pictures_are_drawn_beside_the_sample_scripts():
