@@ -64,7 +64,6 @@ def keyframe(context: dg.AssetExecutionContext):
         raise dg.Failure(description=str(error)) from None
 
     log_unavailable = log_once(context.log.info)
-
     lookup = sku_lookup(storage)
 
     def keyframe_for(sku_id: str) -> SkuOutcome:
