@@ -280,7 +280,9 @@ def run_seconds(instance: dg.DagsterInstance, runs: list) -> float:
     return total
 
 
-def measure_backfill(skus: int, per_run_sample: int, catalog_skus: int, work_sample: int, work: Path) -> dict:
+def prepare_catalog(work: Path, rows: int) -> tuple[dg.DagsterInstance, list[str], Path]:
+    """A Dagster home, storage and a `rows`-SKU catalog materialized into `work`: the instance, its sku
+    partitions in order, and the storage folder. Points this process's environment at them."""
     home = work / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
@@ -290,14 +292,8 @@ def measure_backfill(skus: int, per_run_sample: int, catalog_skus: int, work_sam
     for index, shot in enumerate(base_packshots(900)):
         (catalog_dir / "packshots" / f"{index}.png").write_bytes(shot)
     (catalog_dir / "brands.yaml").write_text(BRANDS_YAML)
-    # Three disjoint sets of SKUs: the batched backfill, the one-run-per-SKU baseline, and the work done
-    # without Dagster (so no set finds another's artifacts and skips its rendering).
-    measured = skus + per_run_sample + work_sample
-    (catalog_dir / "catalog.csv").write_text(
-        catalog_rows(max(catalog_skus, measured), lambda i: f"packshots/{i % len(KINDS)}.png")
-    )
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SKUVID_STORAGE_ROOT": str(data)}
-    os.environ.update(env)
+    (catalog_dir / "catalog.csv").write_text(catalog_rows(rows, lambda i: f"packshots/{i % len(KINDS)}.png"))
+    os.environ.update({"DAGSTER_HOME": str(home), "SKUVID_STORAGE_ROOT": str(data)})
 
     from pipelines.definitions import defs
     from pipelines.instance import apply_pool_limits
@@ -307,7 +303,18 @@ def measure_backfill(skus: int, per_run_sample: int, catalog_skus: int, work_sam
     config = {"ops": {"sku_catalog": {"config": {"source": str(catalog_dir / "catalog.csv"),
                                                  "brands": str(catalog_dir / "brands.yaml")}}}}
     defs.resolve_job_def("catalog_job").execute_in_process(instance=instance, run_config=config)
-    all_skus = sorted(instance.get_dynamic_partitions("sku"))
+    return instance, sorted(instance.get_dynamic_partitions("sku")), data
+
+
+def measure_backfill(skus: int, per_run_sample: int, catalog_skus: int, work_sample: int, work: Path) -> dict:
+    # Three disjoint sets of SKUs: the batched backfill, the one-run-per-SKU baseline, and the work done
+    # without Dagster (so no set finds another's artifacts and skips its rendering).
+    measured = skus + per_run_sample + work_sample
+    instance, all_skus, data = prepare_catalog(work, max(catalog_skus, measured))
+    home = work / "dagster_home"
+    env = dict(os.environ)
+    from pipelines.definitions import defs
+
     batched, single = all_skus[:skus], all_skus[skus : skus + per_run_sample]
     without_dagster = all_skus[skus + per_run_sample : measured]
 
