@@ -13,11 +13,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from assets.publish import read_manifest_row
-from resources.storage import StorageError, StorageResource, parent_of, read_uri, resolve_relative
+from resources.sources import read_source
+from resources.storage import StorageError, StorageResource, parent_of, resolve_relative
 from videokit.campaign_spec import CampaignSpec, TextSlot, check_columns, load_spec
 from videokit.personalize import OverlayError, fit_text, open_image
 from videokit.render_pool import SlotContent
 
+MiB = 1024 * 1024
+LOGO_CACHE_BYTES = 256 * MiB  # distinct logo bytes one campaign holds; 20 spellings of one logo count once
+LOGO_SPELLINGS = 100_000
 RECIPIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 REJECT_COLUMNS = ["row", "recipient_id", "field", "reason"]
 
@@ -44,7 +48,7 @@ class Recipient:
 
 def load_campaign(spec_uri: str) -> CampaignSpec:
     try:
-        text = read_uri(spec_uri)
+        text = read_source(spec_uri)
     except StorageError as error:
         raise CampaignError(f"cannot read the campaign spec: {error}") from None
     return load_spec(text, source=spec_uri)
@@ -53,7 +57,7 @@ def load_campaign(spec_uri: str) -> CampaignSpec:
 def read_recipients(spec: CampaignSpec, spec_uri: str) -> tuple[pd.DataFrame, str]:
     source = resolve_relative(spec.recipients, parent_of(spec_uri))
     try:
-        raw = read_uri(source)
+        raw = read_source(spec.recipients, base=parent_of(spec_uri))
         frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except StorageError as error:
         raise CampaignError(f"recipients: {error}") from None
@@ -67,7 +71,7 @@ def load_template(spec: CampaignSpec, spec_uri: str, storage: StorageResource) -
     template = spec.template
     if template.video is not None:
         try:
-            return read_uri(resolve_relative(template.video, parent_of(spec_uri)))
+            return read_source(template.video, base=parent_of(spec_uri))
         except StorageError as error:
             raise CampaignError(f"{spec_uri}: template.video: {error}") from None
     row = read_manifest_row(storage, template.sku)
@@ -75,7 +79,8 @@ def load_template(spec: CampaignSpec, spec_uri: str, storage: StorageResource) -
         raise CampaignError(f"{spec_uri}: template.sku: SKU {template.sku!r} has no published clip yet "
                             "(materialize published_video for it first)")
     try:
-        return read_uri(row["video_url"])
+        key = storage.key_of(str(row["video_url"]))
+        return storage.read_bytes(key) if key else read_source(str(row["video_url"]))
     except StorageError as error:
         raise CampaignError(f"{spec_uri}: template.sku: {error}") from None
 
@@ -83,18 +88,7 @@ def load_template(spec: CampaignSpec, spec_uri: str, storage: StorageResource) -
 def validate_recipients(spec: CampaignSpec, frame: pd.DataFrame, source: str, sizes: dict[str, tuple[int, int]]
                         ) -> tuple[list[Recipient], list[Reject]]:
     """Every row either becomes a Recipient with its slot contents, or a Reject naming field and reason."""
-    base = parent_of(source)
-    images: dict[str, tuple[bytes | None, str]] = {}  # uri -> (bytes, error); logos repeat across rows
-
-    def image(uri: str) -> tuple[bytes | None, str]:
-        if uri not in images:
-            try:
-                data = read_uri(resolve_relative(uri, base))
-                open_image(data)
-                images[uri] = (data, "")
-            except (StorageError, OverlayError) as error:
-                images[uri] = (None, getattr(error, "reason", str(error)))
-        return images[uri]
+    image = LogoCache(parent_of(source))
 
     accepted, rejects, seen = [], [], {}
     for index, values in enumerate(frame.to_dict("records")):
@@ -109,6 +103,44 @@ def validate_recipients(spec: CampaignSpec, frame: pd.DataFrame, source: str, si
         else:
             rejects.append(Reject(row, rid, *(problem or (spec.id_column, f"duplicate of row {seen[rid]}"))))
     return accepted, rejects
+
+
+class LogoCache:
+    """Logos by content: each spelling of a URI is read once, each distinct image is decoded and kept once.
+
+    The bytes kept are bounded (LOGO_CACHE_BYTES): a logo that would go over is refused for its row, since the
+    recipients already accepted hold theirs until the campaign renders.
+    """
+
+    def __init__(self, base: str, max_bytes: int = LOGO_CACHE_BYTES):
+        self.base, self.max_bytes, self.held = base, max_bytes, 0
+        self.by_uri: dict[str, str] = {}  # spelling -> sha256, or "!reason"
+        self.by_content: dict[str, bytes] = {}
+
+    def __call__(self, uri: str) -> tuple[bytes | None, str]:
+        if uri not in self.by_uri:
+            if len(self.by_uri) >= LOGO_SPELLINGS:
+                return None, f"{uri}: more than {LOGO_SPELLINGS} distinct logo names in one campaign"
+            self.by_uri[uri] = self._load(uri)
+        found = self.by_uri[uri]
+        return (None, found[1:]) if found.startswith("!") else (self.by_content[found], "")
+
+    def _load(self, uri: str) -> str:
+        try:
+            data = read_source(uri, base=self.base)
+        except StorageError as error:  # the source policy's reason already names the URI
+            return f"!{error}"
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in self.by_content:
+            if self.held + len(data) > self.max_bytes:
+                return f"!{uri}: distinct logos in this campaign over {self.max_bytes // MiB} MiB"
+            try:
+                open_image(data)
+            except OverlayError as error:
+                return f"!{uri}: {error.reason}"
+            self.by_content[digest] = data
+            self.held += len(data)
+        return digest
 
 
 def recipient_problem(spec: CampaignSpec, values: dict[str, str], rid: str, duplicate_of: int | None,
@@ -133,7 +165,7 @@ def recipient_problem(spec: CampaignSpec, values: dict[str, str], rid: str, dupl
         else:
             data, error = image(values[slot.column])
             if data is None:
-                return slot.column, f"{values[slot.column]}: {error}"
+                return slot.column, error
     return None
 
 

@@ -21,7 +21,8 @@ from assets.catalog_rows import (
 )
 from assets.packshot_intake import intake_packshots
 from assets.partitions import sku_partitions
-from resources.storage import StorageError, StorageResource, parent_of, read_uri, resolve_relative
+from resources.sources import read_source
+from resources.storage import StorageError, StorageResource, parent_of
 from videokit.brand import BrandKit
 
 CATALOG_KEY = "catalog/catalog.parquet"
@@ -63,7 +64,7 @@ BrandKits = dict[str, tuple[BrandKit, dict, bytes | None]]
 def load_brand_kits(uri: str) -> BrandKits:
     """Parse the brand kits file and read each logo; errors name the file and the brand."""
     try:
-        data = yaml.safe_load(read_uri(uri))
+        data = yaml.safe_load(read_source(uri))
     except (StorageError, yaml.YAMLError) as error:
         raise CatalogFileError(f"{uri}: cannot read brand kits ({error})") from None
     if not isinstance(data, dict) or not isinstance(data.get("brands"), dict):
@@ -72,7 +73,7 @@ def load_brand_kits(uri: str) -> BrandKits:
     for name, entry in data["brands"].items():
         try:
             kit = BrandKit.from_dict(str(name), entry or {})
-            logo = read_uri(resolve_relative(kit.logo, parent_of(uri))) if kit.logo else None
+            logo = read_source(kit.logo, base=parent_of(uri)) if kit.logo else None
         except (ValueError, StorageError) as error:
             raise CatalogFileError(f"{uri}: {error}") from None
         kits[str(name)] = (kit, entry or {}, logo)
@@ -190,7 +191,7 @@ def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixel
     """
     kits = load_brand_kits(brands)
     try:
-        raw = read_uri(source)
+        raw = read_source(source)
     except StorageError as error:
         raise CatalogFileError(str(error)) from None
     table = read_table(raw, source)

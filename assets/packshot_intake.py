@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from assets.catalog_rows import check_image, source_key
-from resources.storage import StorageResource, read_uri, resolve_relative
+from resources.sources import read_source
+from resources.storage import StorageError, StorageResource
 
 THREADS = 16
 
@@ -31,7 +32,11 @@ def intake_packshots(uris: list[str], *, base: str, storage: StorageResource, ma
 
     def intake_one(uri: str) -> tuple[str, Packshot | str]:
         try:
-            image = check_image(read_uri(resolve_relative(uri, base)), max_pixels=max_pixels)
+            data = read_source(uri, base=base)
+        except StorageError as error:  # the source policy's reason already names the URI
+            return uri, str(error)
+        try:
+            image = check_image(data, max_pixels=max_pixels)
         except Exception as error:  # a missing, unreachable or bad image rejects its rows only
             return uri, f"{uri}: {error}"
         packshot = Packshot(image.sha256, image.format, image.width, image.height)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from assets.publish import read_manifest_row
-from resources.storage import StorageError, StorageResource, parent_of, read_uri
+from resources.sources import read_source
+from resources.storage import StorageError, StorageResource, parent_of
 from videokit.module_assembly import AssemblySettings
 from videokit.narration import EspeakSpeech, VoiceUnknown
 from videokit.probe import ClipUnreadable, probe_mp4
@@ -65,7 +66,7 @@ class Still:
 def load_script(uri: str) -> tuple[ModuleScript, str]:
     """The parsed script and the folder its relative paths resolve against."""
     try:
-        text = read_uri(uri).decode("utf-8")
+        text = read_source(uri).decode("utf-8")
     except StorageError as error:
         raise ScriptError(uri, [(1, f"cannot read the script: {error}")]) from None
     except UnicodeDecodeError as error:
@@ -86,7 +87,9 @@ def published_clip(storage: StorageResource, sku_id: str) -> tuple[bytes, dict] 
     if row is None:
         return None
     key = f"published/{sku_id}/{row['content_hash']}.mp4"
-    data = storage.read_bytes(key) if storage.exists(key) else read_uri(str(row["video_url"]))
+    if not storage.exists(key):
+        key = storage.key_of(str(row["video_url"])) or ""
+    data = storage.read_bytes(key) if key else read_source(str(row["video_url"]))
     return data, row
 
 
@@ -100,7 +103,7 @@ def resolve_visuals(script: ModuleScript, base: str, storage: StorageResource, l
             visuals.append(SceneVisual("slide", {"slide": visual.title, "bullets": list(visual.bullets)}))
         elif isinstance(visual, ImageVisual):
             try:
-                data = read_uri(visual.uri, relative_to=base)
+                data = read_source(visual.uri, base=base)
             except StorageError as error:
                 hint = " (run `make samples` to draw the sample pictures)" if "samples" in base else ""
                 problems.append((scene.visual_line, f"image: {error}{hint}"))

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import boto3
-import httpx
 import obstore
 from dagster import ConfigurableResource
 from filelock import FileLock
@@ -223,34 +222,6 @@ def s3_error_code(error: Exception) -> str | None:
     return match.group(1) if match else None
 
 
-def read_uri(uri: str, *, relative_to: str | None = None) -> bytes:
-    """Read a file path, file://, s3:// or http(s):// URI. Relative paths resolve against `relative_to`."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        with s3_errors(uri):
-            return obstore.get(bucket_store(parsed.netloc), parsed.path.lstrip("/")).bytes().to_bytes()
-    if parsed.scheme in ("http", "https"):
-        try:
-            response = httpx.get(uri, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True)
-            response.raise_for_status()
-            return response.content
-        except httpx.HTTPError as error:
-            raise StorageError(f"{uri}: {error}") from None
-    if parsed.scheme == "file":
-        uri = parsed.path
-    elif parsed.scheme and len(parsed.scheme) > 1:
-        raise StorageError(f"{uri}: unsupported URI scheme {parsed.scheme!r} (use a path, s3:// or https://)")
-    path = Path(uri)
-    if not path.is_absolute() and relative_to is not None:
-        path = Path(relative_to) / path
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise StorageError(f"file not found at {path}") from None
-    except IsADirectoryError:
-        raise StorageError(f"{path} is a directory, not a file") from None
-
-
 def write_uri(uri: str, data: bytes) -> None:
     """Write a whole object to a file path or s3:// URI (reports that belong next to their input file)."""
     parsed = urlparse(uri)
@@ -325,6 +296,16 @@ class StorageResource(ConfigurableResource):
 
     def url(self, key: str) -> str:
         return self._store.url(key)
+
+    def key_of(self, url: str) -> str | None:
+        """The key of one of our own objects from its `url(key)` (a manifest's video_url), else None."""
+        base = self._store.url("x")[:-1]
+        if not url.startswith(base):
+            return None
+        try:
+            return check_key(url[len(base):])
+        except StorageError:
+            return None
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str:
         return self._store.presigned_url(key, expires_s)

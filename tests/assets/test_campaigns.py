@@ -113,7 +113,7 @@ def test_campaign_renders_good_rows_rejects_bad_ones_and_skips_on_rerun(campaign
         assert list(rejects.columns) == ["row", "recipient_id", "field", "reason"]
         by_id = {row.recipient_id: row for row in rejects.itertuples()}
         assert (by_id["a2"].row, by_id["a2"].field, by_id["a2"].reason) == ("3", "first_name", "missing value")
-        assert by_id["a3"].field == "logo" and "not found" in by_id["a3"].reason
+        assert by_id["a3"].field == "logo" and by_id["a3"].reason == "not allowed by the source policy: logos/gone.png"
         assert by_id["a4"].field == "first_name" and "does not fit" in by_id["a4"].reason
         assert by_id["bad id"].field == "recipient_id"
 

@@ -66,7 +66,7 @@ BAD_ROWS = [
     ("C-1,Mug,kitchen,acme,good.png,premium,,", "tier", "'premium' is not one of hero, bulk"),
     ("C-1,Mug,kitchen,acme,good.png,hero,,4:3", "aspect", "'4:3' is not one of"),
     ("C-1,Mug,kitchen,acme,,hero,,", "image", "missing"),
-    ("C-1,Mug,kitchen,acme,absent.png,hero,,", "image", "absent.png: file not found"),
+    ("C-1,Mug,kitchen,acme,absent.png,hero,,", "image", "not allowed by the source policy: absent.png"),
     ("C-1,Mug,kitchen,acme,text.png,hero,,", "image", "not a readable image"),
     ("C-1,Mug,kitchen,acme,trunc.png,hero,,", "image", "truncated or corrupt"),
     ("C-1,Mug,kitchen,acme,huge.png,hero,,", "image", "over the limit"),

@@ -176,7 +176,7 @@ def test_a_sku_scene_plays_the_published_clip_or_a_slide_until_it_is_published(s
 
 
 BAD_INPUTS = [
-    (SCRIPT.replace("images/label.png", "images/gone.png"), r"module.md:24: image: file not found"),
+    (SCRIPT.replace("images/label.png", "images/gone.png"), r"module.md:24: image: not allowed by the source policy: images/gone.png"),
     (
         SCRIPT.replace("- Cool water, mild soap", "- " + "far too many words " * 40),
         r"module.md:17: scene 'Clean gently': the 2 bullet\(s\) do not fit",

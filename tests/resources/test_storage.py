@@ -1,11 +1,10 @@
-import http.server
 import json
 import threading
 from functools import partial
 
 import pytest
 
-from resources.storage import StorageError, StorageResource, parent_of, read_uri, resolve_relative
+from resources.storage import StorageError, StorageResource, parent_of, resolve_relative
 
 
 def test_write_read_list_delete(storage):
@@ -53,32 +52,6 @@ def test_urls(tmp_path, s3_bucket):
     assert httpx.get(s3.presigned_url("a.mp4", 60)).content == b"v"
 
 
-def test_read_uri_path_s3_and_http(tmp_path, s3_bucket, s3_env):
-    (tmp_path / "cat").mkdir()
-    (tmp_path / "cat" / "img.png").write_bytes(b"png")
-    assert read_uri("img.png", relative_to=str(tmp_path / "cat")) == b"png"
-    assert read_uri((tmp_path / "cat" / "img.png").as_uri()) == b"png"
-    s3_env.client().put_object(Bucket=s3_bucket, Key="drops/c.csv", Body=b"csv")
-    assert read_uri(f"s3://{s3_bucket}/drops/c.csv") == b"csv"
-    with pytest.raises(StorageError, match="NoSuchKey"):
-        read_uri(f"s3://{s3_bucket}/drops/missing.csv")
-
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "cat"))  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        assert read_uri(f"{base}/img.png") == b"png"
-        with pytest.raises(StorageError, match="404"):
-            read_uri(f"{base}/missing.png")
-    finally:
-        server.shutdown()
-    with pytest.raises(StorageError, match="file not found"):
-        read_uri(str(tmp_path / "nothing.png"))
-    with pytest.raises(StorageError, match="unsupported URI scheme"):
-        read_uri("ftp://host/file.csv")
-
-
 def test_relative_resolution():
     assert resolve_relative("packshots/a.png", "s3://b/drops") == "s3://b/drops/packshots/a.png"
     assert resolve_relative("s3://x/y.png", "/base") == "s3://x/y.png"
@@ -87,7 +60,7 @@ def test_relative_resolution():
 
 def test_s3_errors_name_the_object_and_the_code(s3_env):
     with pytest.raises(StorageError, match=r"s3://skuvid-no-such-bucket/x\.bin: NoSuchBucket"):
-        read_uri("s3://skuvid-no-such-bucket/x.bin")
+        StorageResource(root="s3://skuvid-no-such-bucket").read_bytes("x.bin")
 
 
 def test_s3_errors_never_show_the_secret(s3_bucket, monkeypatch):
