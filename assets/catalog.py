@@ -9,7 +9,6 @@ from functools import partial
 
 import dagster as dg
 import pandas as pd
-import yaml
 from pydantic import Field
 
 from assets.catalog_rows import (
@@ -23,7 +22,8 @@ from assets.packshot_intake import intake_packshots
 from assets.partitions import sku_partitions
 from resources.sources import read_source
 from resources.storage import StorageError, StorageResource, parent_of
-from videokit.brand import BrandKit
+from videokit.brand import BrandKit, BrandKitError
+from videokit.yaml_input import YamlInputError, load_yaml
 
 CATALOG_KEY = "catalog/catalog.parquet"
 REJECTS_KEY = "catalog/rejects.parquet"
@@ -64,15 +64,24 @@ BrandKits = dict[str, tuple[BrandKit, dict, bytes | None]]
 def load_brand_kits(uri: str) -> BrandKits:
     """Parse the brand kits file and read each logo; errors name the file and the brand."""
     try:
-        data = yaml.safe_load(read_source(uri))
-    except (StorageError, yaml.YAMLError) as error:
+        document = load_yaml(read_source(uri), source=uri)
+    except StorageError as error:
         raise CatalogFileError(f"{uri}: cannot read brand kits ({error})") from None
+    except YamlInputError as error:
+        raise CatalogFileError(f"cannot read brand kits: {error}") from None
+    data = document.data
     if not isinstance(data, dict) or not isinstance(data.get("brands"), dict):
         raise CatalogFileError(f"{uri}: expected a top-level 'brands:' mapping")
+    if set(data) != {"brands"}:
+        extra = min(str(key) for key in data if key != "brands")
+        raise CatalogFileError(f"{uri} line {document.line_of((extra,))}: {extra}: unknown key (expected brands)")
     kits = {}
     for name, entry in data["brands"].items():
         try:
             kit = BrandKit.from_dict(str(name), entry or {})
+        except BrandKitError as error:
+            raise CatalogFileError(f"{uri} line {document.line_of(('brands', name, *error.path))}: {error}") from None
+        try:
             logo = read_source(kit.logo, base=parent_of(uri)) if kit.logo else None
         except (ValueError, StorageError) as error:
             raise CatalogFileError(f"{uri}: {error}") from None

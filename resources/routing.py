@@ -12,6 +12,8 @@ import yaml
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from videokit.yaml_input import YamlInputError, compose_yaml
+
 STAGES = ("keyframe", "clip")
 Path_ = tuple[str | int, ...]
 
@@ -64,6 +66,8 @@ def node_to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int]):
     if isinstance(node, yaml.MappingNode):
         mapping = {}
         for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                raise PolicyError(f"line {key.start_mark.line + 1}: a key must be plain text, not a list or mapping")
             mapping[key.value] = node_to_python(value, (*path, key.value), lines)
             lines[(*path, key.value)] = key.start_mark.line + 1  # a key's line, not its value's
         return mapping
@@ -84,10 +88,13 @@ def parse_policy(text: str, *, source: str, providers: Mapping[str, Iterable[str
         return PolicyError(f"{source} line {line}, {key or 'top level'}: {message}")
 
     try:
-        node = yaml.compose(text)
-    except yaml.YAMLError as error:
-        raise PolicyError(f"{source}: not valid YAML ({error})") from None
-    data = node_to_python(node, (), lines) if node is not None else None
+        node = compose_yaml(text, source=source)
+    except YamlInputError as error:
+        raise PolicyError(str(error)) from None
+    try:
+        data = node_to_python(node, (), lines) if node is not None else None
+    except PolicyError as error:
+        raise PolicyError(f"{source} {error}") from None
     if not isinstance(data, dict):
         raise fail((), "expected a mapping with `default` and `rules`")
     unknown = set(data) - {"retakes", "default", "rules"}

@@ -13,8 +13,9 @@ import re
 import string
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from videokit.yaml_input import YamlInputError, load_yaml
 
 Aspect = Literal["16:9", "9:16", "1:1"]
 ASPECT_RATIOS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
@@ -27,10 +28,15 @@ RGBA = tuple[int, int, int, int]
 class SpecError(ValueError):
     """The spec (or its fit with the recipients file) is wrong; one line per problem, each with its key path."""
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
+    def __init__(self, source: str, problems: list[tuple[str, str]], lines: dict[str, int] | None = None):
         self.source = source
         self.problems = problems
-        super().__init__("\n".join(f"{source}: {path}: {message}" if path else f"{source}: {message}"
+        lines = lines or {}
+
+        def where(path: str) -> str:
+            return f" (line {lines[path]})" if path in lines else ""
+
+        super().__init__("\n".join(f"{source}: {path}: {message}{where(path)}" if path else f"{source}: {message}"
                                    for path, message in problems))
 
 
@@ -222,6 +228,13 @@ def key_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def yaml_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A pydantic error location as a path in the YAML document (the union tag dropped, as in key_path)."""
+    return tuple(part for index, part in enumerate(loc)
+                 if not (index >= 2 and isinstance(loc[index - 1], int) and loc[index - 2] == "slots"
+                         and part in ("text", "image")))
+
+
 def _geometry_problems(spec: CampaignSpec) -> list[tuple[str, str]]:
     safe = spec.safe_area
     problems = []
@@ -259,17 +272,19 @@ def _geometry_problems(spec: CampaignSpec) -> list[tuple[str, str]]:
 def load_spec(text: str | bytes, source: str = "campaign.yaml") -> CampaignSpec:
     """Parse and validate a spec; raises SpecError naming the file, each key path and what is wrong."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(source, [("", f"not valid YAML: {where}{getattr(error, 'problem', error)}")]) from None
+        document = load_yaml(text, source=source)
+    except YamlInputError as error:
+        where = f"line {error.line}, column {error.column}: " if error.line and error.column else (
+            f"line {error.line}: " if error.line else "")
+        reason = error.reason.removeprefix("not valid YAML: ")
+        raise SpecError(source, [("", f"{'not valid YAML: ' if reason != error.reason else ''}{where}{reason}")]) from None
+    data = document.data
     if not isinstance(data, dict):
         raise SpecError(source, [("", "expected a mapping at the top level (template:, recipients:, slots: ...)")])
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as error:
-        problems = []
+        problems, lines = [], {}
         for item in error.errors(include_url=False):
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":
@@ -277,7 +292,8 @@ def load_spec(text: str | bytes, source: str = "campaign.yaml") -> CampaignSpec:
             elif item["type"] == "missing":
                 message = "required key is missing"
             problems.append((key_path(item["loc"]), message))
-        raise SpecError(source, problems) from None
+            lines[key_path(item["loc"])] = document.line_of(yaml_path(item["loc"]))
+        raise SpecError(source, problems, lines) from None
     problems = _geometry_problems(spec)
     if problems:
         raise SpecError(source, problems)

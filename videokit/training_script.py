@@ -58,8 +58,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from videokit.yaml_input import YamlInputError, load_yaml
 
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MODULE_PATTERN = SKU_PATTERN
@@ -271,14 +272,14 @@ def _front_matter(lines: list[str], problems: list[tuple[int, str]]) -> tuple[Fr
     offset = first + 1  # 0-based index of the first YAML line
     yaml_text = "\n".join("" if line == COMMENT else line for line in lines[offset:end])
     try:
-        node = yaml.compose(yaml_text)
-        data = yaml.safe_load(yaml_text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = offset + 1 + (mark.line if mark is not None else 0)
-        problems.append((line, f"front matter is not valid YAML: {getattr(error, 'problem', None) or error}"))
+        document = load_yaml(yaml_text, source="front matter", first_line=offset + 1)
+    except YamlInputError as error:
+        joiner = " is " if error.reason.startswith("not valid YAML") else ": "
+        problems.append((error.line or first + 1, f"front matter{joiner}{error.reason}"))
         return None, {}, end + 2
-    key_lines = _key_lines(node, offset + 1)
+    data = document.data
+    key_lines = {".".join(path): line for path, line in document.lines.items()
+                 if path and all(isinstance(part, str) for part in path)}
     if not isinstance(data, dict):
         problems.append((first + 1, "the front matter must be a mapping of keys (title: ..., voice: ...)"))
         return None, key_lines, end + 2
@@ -310,17 +311,6 @@ def _line_for(path: str, key_lines: dict[str, int], default: int) -> int:
             return key_lines[path]
         path = path.rpartition(".")[0]
     return default
-
-
-def _key_lines(node: Any, first_line: int, prefix: str = "") -> dict[str, int]:
-    """Key path -> 1-based file line, for every key in the front matter's mapping nodes."""
-    found: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            found[path] = first_line + key_node.start_mark.line
-            found.update(_key_lines(value_node, first_line, path))
-    return found
 
 
 def _scenes(lines: list[str], body_start: int, problems: list[tuple[int, str]]) -> tuple[list[Scene], int]:
