@@ -1,5 +1,6 @@
 """Fetch, check and copy packshots in bulk: each image is read once, checked, and copied into storage.
 
+Reads go through the source policy (resources/sources.py), whose memory budget bounds what the threads hold.
 Threads are enough even for a 10,000-image drop: object_store does the network I/O outside the GIL, leaving
 about 0.5 ms of Python per image (the PNG check and the two requests).
 """
@@ -8,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from assets.catalog_rows import check_image, source_key
-from resources.sources import read_source
-from resources.storage import StorageError, StorageResource
+from resources.sources import SourceError, held_source
+from resources.storage import StorageResource
 
 THREADS = 16
 
@@ -31,18 +32,23 @@ def intake_packshots(uris: list[str], *, base: str, storage: StorageResource, ma
     existing = frozenset(storage.list_keys("sources/"))
 
     def intake_one(uri: str) -> tuple[str, Packshot | str]:
+        # The bytes stay counted against the source policy's memory budget until they are checked and stored,
+        # so the threads never hold more than the budget between them, whatever the images weigh.
         try:
-            data = read_source(uri, base=base)
-        except StorageError as error:  # the source policy's reason already names the URI
+            with held_source(uri, base=base) as data:
+                return uri, check_and_store(uri, data)
+        except SourceError as error:  # the source policy's reason already names the URI
             return uri, str(error)
+
+    def check_and_store(uri: str, data: bytes) -> Packshot | str:
         try:
             image = check_image(data, max_pixels=max_pixels)
-        except Exception as error:  # a missing, unreachable or bad image rejects its rows only
-            return uri, f"{uri}: {error}"
+        except Exception as error:  # a bad image rejects its rows only
+            return f"{uri}: {error}"
         packshot = Packshot(image.sha256, image.format, image.width, image.height)
         if packshot.key not in existing:
             storage.write_bytes(packshot.key, image.data)
-        return uri, packshot
+        return packshot
 
     with ThreadPoolExecutor(THREADS) as pool:
         return dict(pool.map(intake_one, dict.fromkeys(uris)))

@@ -24,8 +24,10 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -41,20 +43,25 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 SHOWN_URI_CHARS = 200
 IDLE_READ_TIMEOUT_S = 5.0
+BUDGET_WAIT_S = 600.0  # a read waits this long for memory that other reads hold
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # IPv6 prefixes that carry an IPv4 address the packet really goes to.
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-class SourceRefused(StorageError):
+class SourceError(StorageError):
+    """A source that could not be had under the policy; the message names the URI as it was written."""
+
+
+class SourceRefused(SourceError):
     """A source the policy does not allow, or one that could not be read: the submitter sees the same reason."""
 
 
-class SourceTooLarge(StorageError):
+class SourceTooLarge(SourceError):
     """An allowed source bigger than the policy's byte cap."""
 
 
-class SourceTimedOut(StorageError):
+class SourceTimedOut(SourceError):
     """An allowed source that did not arrive whole before the policy's deadline."""
 
 
@@ -80,6 +87,7 @@ class SourcePolicy:
     max_bytes: int = 64 * MiB
     deadline_s: float = 20.0
     max_parallel_fetches: int = 4
+    max_bytes_in_flight: int = 256 * MiB  # bytes of all sources being read or held by `held_source` at once
     _networks: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +113,7 @@ class SourcePolicy:
             max_bytes=int(float(env.get("SKUVID_SOURCE_MAX_MB", 64)) * MiB),
             deadline_s=float(env.get("SKUVID_SOURCE_DEADLINE_S", 20)),
             max_parallel_fetches=int(env.get("SKUVID_SOURCE_PARALLEL_FETCHES", 4)),
+            max_bytes_in_flight=int(float(env.get("SKUVID_SOURCE_MEMORY_MB", 256)) * MiB),
         )
 
     def address_allowed(self, address: Address) -> bool:
@@ -137,22 +146,92 @@ def current_policy() -> SourcePolicy:
                                     if k.startswith("SKUVID_SOURCE_") or k in ("SKUVID_DROP_ZONE", "SKUVID_STORAGE_ROOT"))))
 
 
+class ByteBudget:
+    """Bytes of sources in memory at once, across threads: a reader reserves a body's size before reading it."""
+
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
+        self._changed = threading.Condition()
+
+    def reserve(self, size: int, uri: str, policy: SourcePolicy) -> int:
+        size = min(size, self.total)
+        wait_until = time.monotonic() + BUDGET_WAIT_S
+        with self._changed:
+            while self.used + size > self.total:
+                if not self._changed.wait(wait_until - time.monotonic()):
+                    raise timed_out(policy, uri)
+            self.used += size
+        return size
+
+    def release(self, size: int) -> None:
+        with self._changed:
+            self.used -= size
+            self._changed.notify_all()
+
+
+@lru_cache(maxsize=8)
+def budget_for(total: int) -> ByteBudget:
+    return ByteBudget(total)
+
+
+class Hold:
+    """What one read has reserved from the budget; released when its bytes are let go."""
+
+    def __init__(self, uri: str, policy: SourcePolicy):
+        self.uri, self.policy, self.size, self.closed = uri, policy, 0, False
+        self.budget = budget_for(policy.max_bytes_in_flight)
+        self._lock = threading.Lock()
+
+    def __call__(self, size: int) -> None:
+        reserved = self.budget.reserve(size, self.uri, self.policy)
+        with self._lock:
+            if not self.closed:
+                self.size += reserved
+                return
+        # The reader gave up (deadline) while a fetch thread was still going: give the memory straight back.
+        self.budget.release(reserved)
+        raise timed_out(self.policy, self.uri)
+
+    def release(self) -> None:
+        with self._lock:
+            self.closed, size, self.size = True, self.size, 0
+        self.budget.release(size)
+
+
+@contextmanager
+def held_source(uri: str, *, base: str | None = None, policy: SourcePolicy | None = None) -> Iterator[bytes]:
+    """`read_source`, keeping the bytes counted against the policy's memory budget until the block ends.
+
+    Bulk readers (packshot intake) use it so that many threads never hold more than the budget between them.
+    """
+    policy = policy or current_policy()
+    hold = Hold(uri, policy)
+    try:
+        yield _read(policy, uri, base, hold)
+    finally:
+        hold.release()
+
+
 def read_source(uri: str, *, base: str | None = None, policy: SourcePolicy | None = None) -> bytes:
     """The bytes of `uri` if the policy allows it. `base` is the folder of the file that names it (`parent_of`);
     None means the operator named it (config or environment). Relative names resolve against `base`.
 
     Raises SourceRefused (the one reason for refusals and failed reads), SourceTooLarge or SourceTimedOut.
     """
-    policy = policy or current_policy()
+    with held_source(uri, base=base, policy=policy) as data:
+        return data
+
+
+def _read(policy: SourcePolicy, uri: str, base: str | None, hold: Hold) -> bytes:
     started = time.monotonic()
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower() if len(parsed.scheme) > 1 else ""
     if scheme in ("http", "https"):
-        return _http(policy, uri, base)
+        return _http(policy, uri, base, hold)
     if scheme == "s3":
-        return _s3(policy, uri, base, started)
+        return _s3(policy, uri, base, started, hold)
     if scheme in ("", "file"):
-        return _local(policy, uri, base)
+        return _local(policy, uri, base, hold)
     raise refused(uri, f"scheme {scheme!r}")
 
 
@@ -166,7 +245,7 @@ def folder_of(base: str) -> str:
 
 # --- local files -------------------------------------------------------------------------------------------
 
-def _local(policy: SourcePolicy, uri: str, base: str | None) -> bytes:
+def _local(policy: SourcePolicy, uri: str, base: str | None, hold: Hold) -> bytes:
     parsed = urlparse(uri)
     if parsed.scheme.lower() == "file":
         if parsed.netloc not in ("", "localhost"):
@@ -183,7 +262,7 @@ def _local(policy: SourcePolicy, uri: str, base: str | None) -> bytes:
             if path.is_absolute() or parsed.scheme:
                 raise refused(uri, "local path named in a remote file")
             web = folder.lower().startswith(("http://", "https://"))
-            return read_source(urljoin(folder, text) if web else folder + text, base=base, policy=policy)
+            return _read(policy, urljoin(folder, text) if web else folder + text, base, hold)
         path = path if path.is_absolute() else Path(folder) / path
     try:
         real = path.resolve(strict=True)
@@ -205,6 +284,7 @@ def _local(policy: SourcePolicy, uri: str, base: str | None) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         if info.st_size > policy.max_bytes:
             raise too_large(policy, uri)
+        hold(info.st_size)
         data = handle.read(policy.max_bytes + 1)
     if len(data) > policy.max_bytes:
         raise too_large(policy, uri)
@@ -221,7 +301,7 @@ def timed_out(policy: SourcePolicy, uri: str) -> SourceTimedOut:
 
 # --- S3 ----------------------------------------------------------------------------------------------------
 
-def _s3(policy: SourcePolicy, uri: str, base: str | None, started: float) -> bytes:
+def _s3(policy: SourcePolicy, uri: str, base: str | None, started: float, hold: Hold) -> bytes:
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, unquote(parsed.path).lstrip("/")
     segments = key.split("/")
@@ -239,6 +319,7 @@ def _s3(policy: SourcePolicy, uri: str, base: str | None, started: float) -> byt
         result = obstore.get(bucket_store(bucket), key)
         if result.meta["size"] > policy.max_bytes:
             raise too_large(policy, uri)
+        hold(result.meta["size"])
         chunks, total = [], 0
         for chunk in result.stream(min_chunk_size=MiB):
             total += len(chunk)
@@ -261,11 +342,11 @@ def _fetch_pool(size: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(size, thread_name_prefix="source-fetch")
 
 
-def _http(policy: SourcePolicy, uri: str, base: str | None) -> bytes:
+def _http(policy: SourcePolicy, uri: str, base: str | None, hold: Hold) -> bytes:
     """Run the fetch on the bounded pool and give up at the deadline, however slowly the server drips."""
     deadline = time.monotonic() + policy.deadline_s
     cancelled = threading.Event()
-    future = _fetch_pool(policy.max_parallel_fetches).submit(_fetch_http, policy, uri, deadline, cancelled)
+    future = _fetch_pool(policy.max_parallel_fetches).submit(_fetch_http, policy, uri, deadline, cancelled, hold)
     try:
         return future.result(timeout=policy.deadline_s)
     except FutureTimeout:
@@ -274,7 +355,7 @@ def _http(policy: SourcePolicy, uri: str, base: str | None) -> bytes:
         raise timed_out(policy, uri) from None
 
 
-def _fetch_http(policy: SourcePolicy, uri: str, deadline: float, cancelled: threading.Event) -> bytes:
+def _fetch_http(policy: SourcePolicy, uri: str, deadline: float, cancelled: threading.Event, hold: Hold) -> bytes:
     url = uri
     with httpx.Client(follow_redirects=False, trust_env=False, http2=False) as client:
         for _hop in range(policy.max_redirects + 1):
@@ -294,6 +375,7 @@ def _fetch_http(policy: SourcePolicy, uri: str, deadline: float, cancelled: thre
                     length = response.headers.get("content-length", "")
                     if length.isdigit() and int(length) > policy.max_bytes:
                         raise too_large(policy, uri)
+                    hold(int(length) if length.isdigit() else policy.max_bytes)
                     chunks, total = [], 0
                     for chunk in response.iter_bytes(64 * 1024):
                         total += len(chunk)

@@ -2,8 +2,10 @@
 
 import ipaddress
 import socket
+import threading
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -13,6 +15,7 @@ from resources.sources import (
     SourceTimedOut,
     SourceTooLarge,
     current_policy,
+    held_source,
     read_source,
 )
 from tests.hostile_sources import (
@@ -202,3 +205,25 @@ def test_policy_from_the_environment(monkeypatch, tmp_path):
     assert policy.hosts == ("cdn.example", "images.example")
     assert policy.https_only and policy.max_bytes == 8 * MiB and policy.deadline_s == 5
     assert policy.address_allowed(ipaddress.ip_address("127.0.0.9"))
+
+
+def test_the_memory_budget_bounds_what_concurrent_readers_hold(catalog_dir):
+    for index in range(8):
+        (catalog_dir / f"{index}.bin").write_bytes(bytes([index]) * MiB)
+    policy = SourcePolicy(max_bytes_in_flight=3 * MiB)
+    holding, most = [0], [0]
+    lock = threading.Lock()
+
+    def read(index: int) -> bytes:
+        with held_source(f"{index}.bin", base=str(catalog_dir), policy=policy) as data:
+            with lock:
+                holding[0] += 1
+                most[0] = max(most[0], holding[0])
+            time.sleep(0.05)
+            with lock:
+                holding[0] -= 1
+            return data[:1]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(read, range(8))) == [bytes([i]) for i in range(8)]
+    assert most[0] == 3
