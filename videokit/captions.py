@@ -8,6 +8,7 @@ length; a cut that lands near a pause in the audio moves onto the pause, where t
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Sequence
@@ -155,10 +156,18 @@ def timestamp(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
+def cue_payload(text: str) -> str:
+    """Cue text as WebVTT cue payload: `&`, `<` and `>` escaped (so no `-->` and no tags survive), and no
+    blank line inside, since a blank line ends the cue in every player."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    lines = escaped.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line for line in lines if line.strip())
+
+
 def webvtt(cues: Sequence[Cue]) -> str:
     blocks = ["WEBVTT", ""]
     for index, cue in enumerate(cues, start=1):
-        blocks += [str(index), f"{timestamp(cue.start_s)} --> {timestamp(cue.end_s)}", cue.text, ""]
+        blocks += [str(index), f"{timestamp(cue.start_s)} --> {timestamp(cue.end_s)}", cue_payload(cue.text), ""]
     return "\n".join(blocks)
 
 
@@ -178,7 +187,7 @@ def parse_webvtt(text: str) -> list[Cue]:
         lines = block.split("\n")
         timing = next(i for i, line in enumerate(lines) if "-->" in line)
         start, end = (part.strip() for part in lines[timing].split("-->"))
-        cues.append(Cue(_seconds(start), _seconds(end), "\n".join(lines[timing + 1 :])))
+        cues.append(Cue(_seconds(start), _seconds(end), html.unescape("\n".join(lines[timing + 1 :]))))
     return cues
 
 

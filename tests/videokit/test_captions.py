@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import webvtt as webvtt_py
 
 from tests.videokit.training_media import tone_speech
 from videokit.captions import (
@@ -16,6 +17,7 @@ from videokit.captions import (
     parse_webvtt,
     split_cues,
     time_cues,
+    timestamp,
     webvtt,
 )
 from videokit.narration import EspeakSpeech, pauses
@@ -71,3 +73,34 @@ def test_webvtt_round_trips_and_chapters_have_their_own_track():
     chapters = [Chapter(0.0, 30.0, "Welcome"), Chapter(30.0, 75.5, "Cleaning")]
     assert [c.text for c in parse_webvtt(chapters_webvtt(chapters))] == ["Welcome", "Cleaning"]
     assert '"title": "Cleaning"' in chapters_json(chapters)
+
+
+HOSTILE_CUES = [
+    Cue(0.0, 1.0, "Fish & chips <c.red>now</c>"),
+    Cue(1.0, 2.0, "00:00:05.000 --> 00:00:09.000\nInjected cue"),
+    Cue(2.0, 3.0, "first\n\n\nWEBVTT\n \nlast"),
+    Cue(3.0, 4.0, "<script>alert(1)</script> &amp; -->"),
+    Cue(4.0, 5.0, "line\r\n\r\nafter a CRLF blank"),
+]
+
+
+def test_cue_text_is_escaped_and_cannot_end_or_add_a_cue():
+    text = webvtt(HOSTILE_CUES)
+    parsed = webvtt_py.from_string(text)
+    assert len(parsed.captions) == len(HOSTILE_CUES)
+    for caption, cue in zip(parsed.captions, HOSTILE_CUES):
+        assert "-->" not in caption.raw_text and "<" not in caption.raw_text and ">" not in caption.raw_text
+        assert "\n\n" not in caption.raw_text
+        assert caption.start == timestamp(cue.start_s)
+    assert parsed.captions[0].raw_text == "Fish &amp; chips &lt;c.red&gt;now&lt;/c&gt;"
+    assert parsed.captions[1].raw_text == "00:00:05.000 --&gt; 00:00:09.000\nInjected cue"
+    assert parsed.captions[2].raw_text == "first\nWEBVTT\nlast"
+    back = parse_webvtt(text)
+    assert back[0].text == "Fish & chips <c.red>now</c>"
+    assert back[3].text == "<script>alert(1)</script> &amp; -->"
+    assert back[4].text == "line\nafter a CRLF blank"
+
+
+def test_chapter_titles_are_escaped_too():
+    parsed = webvtt_py.from_string(chapters_webvtt([Chapter(0.0, 2.0, "Q&A --> <b>bold</b>")]))
+    assert [c.raw_text for c in parsed.captions] == ["Q&amp;A --&gt; &lt;b&gt;bold&lt;/b&gt;"]
