@@ -8,6 +8,7 @@ import sys
 from rich.console import Console
 
 from pipelines.estimate_cli import add_estimate_parser, run_estimate
+from pipelines.jobs_cli import add_jobs_parser, run_jobs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--brands", default="samples/brands.yaml")
     commands.add_parser("setup-instance", help="Apply pool limits to the instance in $DAGSTER_HOME.")
     add_estimate_parser(commands)
+    add_jobs_parser(commands)
     args = parser.parse_args(argv)
     # Wide enough for the tables when the output is a file or a pipe, not a terminal.
     console = Console(width=None if sys.stdout.isatty() else 140)
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "estimate":
         return run_estimate(args, console)
+    if args.command == "jobs":
+        return run_jobs(args, console)
     if args.command == "demo":
         from pipelines.demo import run_demo
 

@@ -35,6 +35,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Float,
     Integer,
     MetaData,
     String,
@@ -50,6 +51,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
+
+from resources.redaction import scrub_secrets
 
 DEFAULT_LEDGER_URL = "sqlite:///.data/ledger.sqlite"
 LEDGER_URL_ENV = "SKUVID_LEDGER_URL"
@@ -131,6 +134,20 @@ budgets = Table(
     Column("reserved_micro_usd", BigInteger, nullable=False),
     Column("spent_micro_usd", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# What a job billed by the second (a presenter clip) delivered, written once when it is settled at that amount.
+job_usage = Table(
+    "job_usage",
+    metadata,
+    Column("job_key", String(64), primary_key=True),
+    Column("delivered_s", Float, nullable=False),
+    # The list price of what was delivered, uncapped: above charged_micro_usd only when the clip ran past the
+    # worst case its job reserved (an overrun, to take up with the provider).
+    Column("billed_micro_usd", BigInteger, nullable=False),
+    Column("charged_micro_usd", BigInteger, nullable=False),
+    Column("reserved_micro_usd", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -241,6 +258,32 @@ class Charge:
     scopes: tuple[str, ...]
     sku_id: str | None = None
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A job charged what its provider delivered: `charged_usd` = min(`billed_usd`, `reserved_usd`)."""
+
+    job_key: str
+    delivered_s: float
+    billed_usd: float
+    charged_usd: float
+    reserved_usd: float
+
+    @property
+    def overrun_usd(self) -> float:
+        """What the provider's bill exceeds the reservation by (0 unless the clip outran its worst case)."""
+        return max(0.0, self.billed_usd - self.charged_usd)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Settlement:
+        return cls(
+            job_key=row["job_key"],
+            delivered_s=row["delivered_s"],
+            billed_usd=to_usd(row["billed_micro_usd"]),
+            charged_usd=to_usd(row["charged_micro_usd"]),
+            reserved_usd=to_usd(row["reserved_micro_usd"]),
+        )
 
 
 _engines: dict[tuple[str, int], Engine] = {}
@@ -480,7 +523,7 @@ class LedgerResource(ConfigurableResource):
             connection.execute(
                 update(api_jobs)
                 .where(api_jobs.c.idempotency_key == key, api_jobs.c.status == JobStatus.SUBMITTING)
-                .values(status=JobStatus.UNCONFIRMED, failure_reason=reason[:2000], updated_at=_now())
+                .values(status=JobStatus.UNCONFIRMED, failure_reason=_reason(reason), updated_at=_now())
             )
 
     def claim_unconfirmed(self, key: str, stale_after: timedelta) -> bool:
@@ -554,6 +597,55 @@ class LedgerResource(ConfigurableResource):
             )
             return True
 
+    def settle_actual(self, key: str, delivered_s: float, billed_usd: float) -> Settlement:
+        """Charge a succeeded job what its provider billed for `delivered_s` of output instead of the worst case
+        it reserved (and `settle_success` charged): the charge becomes min(billed, charged at success) and the
+        difference goes back to every budget scope the job was spent on, in one transaction.
+
+        So no budget ever shows more than its reservations allowed. A bill above the charge (the clip outran its
+        worst case) is kept in `job_usage` as an overrun, never added to a budget. Once per job: a later call
+        returns the first settlement.
+        """
+        with self._transaction() as connection:
+            job = self._job(connection, key, for_update=True)
+            if job is None:
+                raise LedgerError(f"no API job {key[:12]} to settle")
+            done = connection.execute(select(job_usage).where(job_usage.c.job_key == key)).mappings().first()
+            if done is not None:
+                return Settlement.from_row(done)
+            if job.status != JobStatus.SUCCEEDED:
+                raise LedgerError(f"{job.describe()} is {job.status}; only a charged (succeeded) job is settled")
+            charged_before = to_micros(job.charged_usd)
+            charge = min(to_micros(billed_usd), charged_before)
+            refund = charged_before - charge
+            for scope in sorted(job.scopes):
+                connection.execute(
+                    update(budgets)
+                    .where(budgets.c.scope == scope)
+                    .values(spent_micro_usd=budgets.c.spent_micro_usd - refund, updated_at=_now())
+                )
+            connection.execute(update(charges).where(charges.c.job_key == key).values(micro_usd=charge))
+            connection.execute(
+                update(api_jobs)
+                .where(api_jobs.c.idempotency_key == key)
+                .values(charged_micro_usd=charge, updated_at=_now())
+            )
+            row = {
+                "job_key": key,
+                "delivered_s": float(delivered_s),
+                "billed_micro_usd": to_micros(billed_usd),
+                "charged_micro_usd": charge,
+                "reserved_micro_usd": to_micros(job.price_usd),
+                "created_at": _now(),
+            }
+            connection.execute(job_usage.insert().values(**row))
+            return Settlement.from_row(row)
+
+    def settlement(self, key: str) -> Settlement | None:
+        with self._transaction() as connection:
+            row = connection.execute(select(job_usage).where(job_usage.c.job_key == key)).mappings().first()
+        return None if row is None else Settlement.from_row(row)
+
     def update_output_url(self, key: str, output_url: str) -> None:
         with self._transaction() as connection:
             self._set_output_url(connection, key, output_url)
@@ -570,8 +662,66 @@ class LedgerResource(ConfigurableResource):
             connection.execute(
                 update(api_jobs)
                 .where(api_jobs.c.idempotency_key == key)
-                .values(status=status, failure_reason=reason[:2000], updated_at=_now())
+                .values(status=status, failure_reason=_reason(reason), updated_at=_now())
             )
+
+    def jobs_needing_attention(self) -> list[ApiJob]:
+        """Open jobs (reserved, submitting, submitted) and uncertain ones, oldest first."""
+        query = select(api_jobs).where(api_jobs.c.status.in_(OPEN_STATUSES)).order_by(api_jobs.c.updated_at)
+        with self._transaction() as connection:
+            return [ApiJob.from_row(row) for row in connection.execute(query).mappings().all()]
+
+    def find_job(self, key_prefix: str) -> ApiJob:
+        """The one job whose key starts with `key_prefix` (at least 8 characters)."""
+        if len(key_prefix) < 8 or not key_prefix.isalnum():
+            raise LedgerError(f"job id {key_prefix!r}: give at least 8 letters or digits of the key")
+        query = select(api_jobs).where(api_jobs.c.idempotency_key.like(f"{key_prefix.lower()}%")).limit(2)
+        with self._transaction() as connection:
+            rows = connection.execute(query).mappings().all()
+        if len(rows) != 1:
+            raise LedgerError(
+                f"job id {key_prefix!r} matches {'no job' if not rows else 'more than one job'}"
+            )
+        return ApiJob.from_row(rows[0])
+
+    def resolve_uncertain(self, key: str, *, paid: bool, note: str = "") -> ApiJob:
+        """An operator's answer for an unconfirmed job (or one stuck in `submitting`): `paid` books its
+        list price as a charge; not paid releases the reservation and lets a later run submit a new round.
+        Jobs in any other state are refused: their outcome is known to the ledger already."""
+        reason = _reason(f"resolved by operator as {'paid' if paid else 'not paid'}" + (f": {note}" if note else ""))
+        with self._transaction() as connection:
+            job = self._job(connection, key, for_update=True)
+            if job is None:
+                raise LedgerError(f"no API job {key[:12]}")
+            if job.status not in (JobStatus.UNCONFIRMED, JobStatus.SUBMITTING):
+                raise LedgerError(f"{job.describe()} is {job.status}, not unconfirmed; nothing to resolve")
+            amount = to_micros(job.price_usd)
+            if paid:
+                _insert_ignoring_conflict(
+                    connection,
+                    charges,
+                    {
+                        "job_key": key,
+                        "provider": job.provider,
+                        "sku_id": job.sku_id,
+                        "micro_usd": amount,
+                        "day": _day_of(job.scopes),
+                        "scopes": list(job.scopes),
+                        "created_at": _now(),
+                    },
+                )
+            self._move(connection, job.scopes, amount, spend=paid)
+            connection.execute(
+                update(api_jobs)
+                .where(api_jobs.c.idempotency_key == key)
+                .values(
+                    status=JobStatus.SUCCEEDED if paid else JobStatus.FAILED,
+                    charged_micro_usd=amount if paid else 0,
+                    failure_reason=reason,
+                    updated_at=_now(),
+                )
+            )
+            return self._job(connection, key)
 
     def _job(self, connection: Connection, key: str, *, for_update: bool = False) -> ApiJob | None:
         query = select(api_jobs).where(api_jobs.c.idempotency_key == key)
@@ -590,6 +740,11 @@ class LedgerResource(ConfigurableResource):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _reason(text: str) -> str:
+    """A failure reason as stored: no credential of any kind, bounded."""
+    return scrub_secrets(text)[:2000]
 
 
 def _day_of(scopes: Sequence[str]) -> str:

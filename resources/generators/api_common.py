@@ -25,6 +25,7 @@ import functools
 import hashlib
 import io
 import json
+import ipaddress
 import ssl
 import time
 from abc import abstractmethod
@@ -35,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import av
 import httpx
@@ -55,6 +56,7 @@ from tenacity import (
 from resources.generators.base import Availability, ClipRequest, ClipResult, Log, measure_usage
 from resources.ledger import ApiJob, JobSpec, JobStatus, LedgerResource
 from resources.pricing import CostRecord, PricesResource, PriceTable, PriceTableError
+from resources.redaction import scrub_secrets
 from resources.storage import StorageResource
 from videokit.encode import ClipFile, EncodeSettings
 from videokit.loop import SourceTooShort, fit_to_size, loop_source_indices, looped_clip
@@ -67,6 +69,8 @@ DEFAULT_PROMPT = (
     "and label. Soft studio light, static background, no text, no people."
 )
 EXPIRED_OUTPUT_STATUSES = (403, 404, 410)
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+ERROR_BODY_BYTES = 4096
 
 
 # --------------------------------------------------------------------------- errors
@@ -157,6 +161,10 @@ class OutputGone(ProviderError):
     """An output URL answered 403, 404 or 410: it expired, and the task can hand out a fresh one."""
 
 
+class OutputRefused(ProviderError):
+    """An output download broke a limit: not https, too many redirects, too large, or past its deadline."""
+
+
 @dataclass
 class TransientFailure(Exception):
     """One try that may succeed when repeated (429, 5xx, no connection, a lost answer to a safe request)."""
@@ -200,6 +208,21 @@ class HttpPolicy:
     retry_budget_s: float
     backoff_initial_s: float
     backoff_max_s: float
+    max_output_bytes: int = 500_000_000
+    download_deadline_s: float = 600.0
+    max_redirects: int = 3
+    allow_loopback_http: bool = False
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ApiHttp:
@@ -239,20 +262,81 @@ class ApiHttp:
         """An authenticated API request; returns the 2xx response.
 
         `safe_to_repeat=False` marks a create request: it is repeated only when it surely created nothing
-        (no connection, 429, 5xx); a lost answer raises AnswerLost instead.
+        (no connection, 429); an ambiguous answer (5xx, read timeout, dropped connection) raises AnswerLost.
         """
         return self._send(
             method, url, json_body=json_body, headers=self._auth_headers(), safe_to_repeat=safe_to_repeat
         )
 
     def download(self, url: str) -> bytes:
-        """An output file, fetched without our credentials (they are for the API host only)."""
-        return self._send("GET", url, json_body=None, headers={}, safe_to_repeat=True, output=True).content
+        """An output file, fetched without our credentials (they are for the API host only): https only
+        (plain http to loopback when allowed), redirects bounded and each target checked alike, the body
+        streamed and cut off past `max_output_bytes`, the whole fetch (retries included) within
+        `download_deadline_s`."""
+        deadline = time.monotonic() + self.policy.download_deadline_s
+        return self._send(
+            "GET", url, json_body=None, headers={}, safe_to_repeat=True, output=True, deadline=deadline
+        ).content
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return scrub_secrets(text, self._secrets)
+
+    def _check_output_url(self, url: str, request: RequestInfo) -> None:
+        parts = urlsplit(url)
+        if parts.scheme == "https":
+            return
+        if parts.scheme == "http" and self.policy.allow_loopback_http and is_loopback_host(parts.hostname):
+            return
+        raise OutputRefused(
+            self.provider, f"output URL {redact_url(url)} is not https; refusing to fetch it", request
+        )
+
+    def _fetch_output(self, url: str, request: RequestInfo, deadline: float) -> httpx.Response:
+        """GET an output URL within the limits of `download`; a non-2xx answer is returned unread beyond
+        ERROR_BODY_BYTES, for _raise_for_status."""
+        current = url
+        for _ in range(self.policy.max_redirects + 1):
+            self._check_output_url(current, request)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            timeout = httpx.Timeout(min(self.policy.read_timeout_s, left), connect=min(self.policy.connect_timeout_s, left))
+            with self._client.stream("GET", current, follow_redirects=False, timeout=timeout) as response:
+                if response.status_code in REDIRECT_STATUSES and "Location" in response.headers:
+                    current = urljoin(current, response.headers["Location"])
+                    continue
+                limit = self.policy.max_output_bytes if response.is_success else ERROR_BODY_BYTES
+                declared = response.headers.get("Content-Length", "")
+                if response.is_success and declared.isdigit() and int(declared) > limit:
+                    raise OutputRefused(
+                        self.provider, f"output is {int(declared)} bytes, over the {limit}-byte cap", request
+                    )
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        if not response.is_success:
+                            break
+                        raise OutputRefused(
+                            self.provider, f"output is over the {limit}-byte cap; stopped reading", request
+                        )
+                    if time.monotonic() > deadline:
+                        raise OutputRefused(
+                            self.provider,
+                            f"output download took more than {self.policy.download_deadline_s:g}s; stopped",
+                            request,
+                        )
+                return httpx.Response(
+                    response.status_code, headers=response.headers, content=bytes(body[:limit]),
+                    request=response.request,
+                )
+        if time.monotonic() >= deadline:
+            raise OutputRefused(
+                self.provider, f"output download took more than {self.policy.download_deadline_s:g}s", request
+            )
+        raise OutputRefused(
+            self.provider, f"output URL redirected more than {self.policy.max_redirects} times", request
+        )
 
     def _send(
         self,
@@ -263,15 +347,19 @@ class ApiHttp:
         headers: Mapping[str, str],
         safe_to_repeat: bool,
         output: bool = False,
+        deadline: float | None = None,
     ) -> httpx.Response:
         request = self.last_request = RequestInfo.of(method, url)
 
         def attempt() -> httpx.Response:
             try:
-                # Output hosts may redirect (no credentials go there); API hosts must not (ours would follow).
-                response = self._client.request(
-                    method, url, json=json_body, headers=dict(headers), follow_redirects=output
-                )
+                if output:
+                    # Output hosts may redirect (no credentials go there), within the download's limits.
+                    response = self._fetch_output(url, request, deadline or time.monotonic() + 600.0)
+                else:
+                    response = self._client.request(
+                        method, url, json=json_body, headers=dict(headers), follow_redirects=False
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
                 raise TransientFailure(request, f"could not connect ({self._describe(error)})") from None
             except (
@@ -289,12 +377,15 @@ class ApiHttp:
                 raise ProviderError(
                     self.provider, f"request failed: {self._describe(error)}", request
                 ) from None
-            self._raise_for_status(response, request, output=output)
+            self._raise_for_status(response, request, output=output, safe_to_repeat=safe_to_repeat)
             return response
 
+        budget_s = self.policy.retry_budget_s
+        if deadline is not None:
+            budget_s = min(budget_s, max(0.0, deadline - time.monotonic()))
         retrying = Retrying(
             retry=retry_if_exception_type(TransientFailure),
-            stop=stop_after_attempt(self.policy.max_attempts) | stop_before_delay(self.policy.retry_budget_s),
+            stop=stop_after_attempt(self.policy.max_attempts) | stop_before_delay(budget_s),
             wait=self._wait,
             before_sleep=self._log_retry,
             reraise=True,
@@ -312,11 +403,18 @@ class ApiHttp:
                 request,
             ) from None
 
-    def _raise_for_status(self, response: httpx.Response, request: RequestInfo, *, output: bool) -> None:
+    def _raise_for_status(
+        self, response: httpx.Response, request: RequestInfo, *, output: bool, safe_to_repeat: bool = True
+    ) -> None:
         status = response.status_code
         if response.is_success:
             return
         excerpt = self.scrub(response.text[:300].strip())
+        if status >= 500 and not safe_to_repeat:
+            # A create request the server failed may still have made (and will bill) its task.
+            raise AnswerLost(
+                self.provider, f"request sent but answered {status} ({excerpt}); a task may exist", request
+            )
         if status == 429 or status >= 500:
             raise TransientFailure(
                 request,
@@ -534,9 +632,20 @@ class ApiClipProvider(ConfigurableResource):
     backoff_max_s: float = Field(default=30.0, description="Longest backoff between tries.")
     resubmit_unconfirmed: bool = Field(
         default=False,
-        description="When a create request's answer was lost and the provider cannot look tasks up by "
-        "our id, send it again (the provider may then charge twice; the ledger still charges once) "
-        "instead of stopping with SubmissionUncertain.",
+        description="Off by default, and deliberately risky: when a create request's answer was lost (5xx, "
+        "read timeout, dropped connection) and the provider cannot look tasks up by our id, send it again. "
+        "The provider may then make and bill two tasks while the ledger books one. Prefer "
+        "`skuvid jobs resolve`.",
+    )
+    max_output_bytes: int = Field(default=500_000_000, description="Largest output video downloaded.")
+    download_deadline_s: float = Field(
+        default=600.0, description="Most seconds one output download may take, redirects and retries included."
+    )
+    max_redirects: int = Field(default=3, description="Most redirects an output URL may take.")
+    allow_loopback_http: bool = Field(
+        default=False,
+        description="Accept plain-http output URLs on 127.0.0.1/localhost (also on when base_url itself is "
+        "http on loopback, as with the local emulators); any other output URL must be https.",
     )
     max_inline_image_bytes: int = Field(
         default=5_000_000,
@@ -679,9 +788,18 @@ class ApiClipProvider(ConfigurableResource):
             retry_budget_s=self.retry_budget_s,
             backoff_initial_s=self.backoff_initial_s,
             backoff_max_s=self.backoff_max_s,
+            max_output_bytes=self.max_output_bytes,
+            download_deadline_s=self.download_deadline_s,
+            max_redirects=self.max_redirects,
+            allow_loopback_http=self.allow_loopback_http or self._api_on_loopback_http(),
         )
         secrets = [value for value in self.credentials().values() if value]
         return ApiHttp(self.name, policy, self.auth_headers(), secrets, log)
+
+    def _api_on_loopback_http(self) -> bool:
+        """An API configured at http://127.0.0.1 (an emulator) serves its outputs there too."""
+        parts = urlsplit(getattr(self, "base_url", "") or "")
+        return parts.scheme == "http" and is_loopback_host(parts.hostname)
 
     def _submission_window(self) -> timedelta:
         """The longest a live run can spend on one create request: a `submitting` job older than this
@@ -705,6 +823,13 @@ class ApiClipProvider(ConfigurableResource):
                     self.name,
                     f"{job.describe()} failed: {job.failure_reason}",
                     reason=job.failure_reason or "",
+                )
+            if job.status == JobStatus.SUCCEEDED and not (job.output_url or job.provider_task_id):
+                raise ProviderJobFailed(
+                    self.name,
+                    f"{job.describe()} was resolved as paid by an operator and has no known task or output; "
+                    "nothing is submitted again",
+                    reason="resolved as paid without output",
                 )
             if job.status == JobStatus.SUCCEEDED:
                 log(f"{self.name}: {job.describe()} was paid for already; downloading its output again")
@@ -794,8 +919,10 @@ class ApiClipProvider(ConfigurableResource):
         return SubmissionUncertain(
             self.name,
             f"{job.describe()}: {cause}. {self.name} cannot look tasks up by our id, so the job stays "
-            "unconfirmed (its budget reserved) rather than risk paying twice; check the provider's "
-            "dashboard, then re-run with resubmit_unconfirmed if no task was created",
+            f"unconfirmed with its ${job.price_usd:.2f} reserved and is never sent again; routing moves on. "
+            f"Check the {self.name} dashboard for a task made at {job.updated_at:%Y-%m-%d %H:%M} UTC, then run "
+            f"`skuvid jobs resolve {job.key[:12]} --paid` (it was billed) or "
+            f"`skuvid jobs resolve {job.key[:12]} --not-paid` (no task; a later run submits anew)",
             request,
         )
 
