@@ -285,10 +285,14 @@ def _local(policy: SourcePolicy, uri: str, base: str | None, hold: Hold) -> byte
         if info.st_size > policy.max_bytes:
             raise too_large(policy, uri)
         hold(info.st_size)
-        data = handle.read(policy.max_bytes + 1)
-    if len(data) > policy.max_bytes:
-        raise too_large(policy, uri)
-    return data
+        chunks, total = [], 0
+        # In chunks: read(n) would set aside n bytes up front, and the file may grow after fstat.
+        while chunk := handle.read(MiB):
+            total += len(chunk)
+            if total > policy.max_bytes:
+                raise too_large(policy, uri)
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def too_large(policy: SourcePolicy, uri: str) -> SourceTooLarge:
