@@ -148,3 +148,9 @@ def test_update_leaves_no_lock_or_temp_files_in_listings(tmp_path):
     storage = StorageResource(root=str(tmp_path))
     storage.update("catalog/list.json", partial(append_token, "a"))
     assert storage.list_keys("catalog") == ["catalog/list.json"]
+
+
+def test_key_of_maps_our_own_urls_back_to_keys(storage):
+    assert storage.key_of(storage.url("published/A-1/h.mp4")) == "published/A-1/h.mp4"
+    assert storage.key_of("s3://elsewhere/published/A-1/h.mp4") is None
+    assert storage.key_of(storage.url("x")[:-1] + "../outside.mp4") is None
