@@ -44,6 +44,7 @@ from resources.presenters import (
     ApiPresenterProvider,
     PresenterInputError,
     PresenterRequest,
+    PresenterResult,
     presenter_list_price,
 )
 from resources.pricing import PricesResource
@@ -109,8 +110,10 @@ class ModuleReport:
     speech_s: float  # narration in the module, seconds
     presenter_s: float  # presenter clips in the module, seconds
     presenter_list_usd: float  # their list price
-    presenter_charged_usd: float  # charged in this run
+    presenter_charged_usd: float  # charged in this run: delivered seconds x list price, per clip
     presenter_clips_bought: int
+    presenter_worst_case_usd: float  # what the clips bought in this run reserved (their worst case)
+    presenter_overrun_usd: float  # billed past those reservations (recorded in the ledger, never charged)
     cpu_s: float
     wall_s: float
     cost_usd: float
@@ -222,7 +225,6 @@ def presenter_requests(
 ) -> list[PresenterRequest]:
     side = min(1080, max(128, 2 * round(0.92 * settings.size[1] / 2)))
     spec = script.front.presenter
-    rate = plan.provider.words_per_minute if plan.provider is not None else 150
     return [
         PresenterRequest(
             module=module,
@@ -232,7 +234,6 @@ def presenter_requests(
             avatar=spec.avatar,
             voice=spec.voice,
             background=script.front.defaults.theme.background,
-            words_per_minute=rate,
             budget_scopes=budget_scopes,
         )
         for scene in script.scenes
@@ -255,6 +256,22 @@ def check_presenter_limits(
         raise ScriptError(script.source, problems)
 
 
+@dataclass
+class PresenterSpend:
+    """Presenter clips bought in this run: what they reserved (worst case) and what they were charged."""
+
+    charged_usd: float = 0.0
+    worst_case_usd: float = 0.0
+    overrun_usd: float = 0.0
+    bought: int = 0
+
+    def add(self, result: PresenterResult) -> None:
+        self.charged_usd += result.cost.api_usd
+        self.worst_case_usd += result.reserved_usd
+        self.overrun_usd += result.overrun_usd
+        self.bought += 1
+
+
 def fetch_presenter_clips(
     storage: StorageResource,
     plan: PresenterPlan,
@@ -262,9 +279,9 @@ def fetch_presenter_clips(
     wanted: list[int],
     concurrency: int,
     log: Log,
-) -> tuple[dict[int, bytes], float, int]:
+) -> tuple[dict[int, bytes], PresenterSpend]:
     """Presenter clips of the wanted scenes: from storage, else from the provider (one paid job each, run
-    `concurrency` at a time). Returns (clips by scene index, USD charged in this run, clips bought)."""
+    `concurrency` at a time). Returns the clips by scene index and what this run spent on them."""
     provider = plan.provider
     clips: dict[int, bytes] = {}
     todo = []
@@ -274,11 +291,10 @@ def fetch_presenter_clips(
             clips[index] = storage.read_bytes(key)
         else:
             todo.append(index)
-    charged, bought, failures = 0.0, 0, []
+    spend, failures = PresenterSpend(), []
     lock = threading.Lock()
 
     def fetch(index: int) -> None:
-        nonlocal charged, bought
         request = requests[index]
         try:
             result = provider.render_presenter(request, log)
@@ -290,8 +306,7 @@ def fetch_presenter_clips(
         with lock:
             clips[index] = result.mp4
             if result.cost.charged_in_this_run:
-                charged += result.cost.api_usd
-                bought += 1
+                spend.add(result)
 
     if todo:
         log(
@@ -304,22 +319,24 @@ def fetch_presenter_clips(
             f"{provider.name}: {len(failures)} presenter clip(s) could not be made (the others are "
             "stored and a re-run resumes or retries these without paying twice):\n" + "\n".join(failures)
         )
-    return clips, charged, bought
+    return clips, spend
 
 
 def check_budget(
-    ledger: LedgerResource | None, scope: str, budget_usd: float | None, estimate_usd: float
+    ledger: LedgerResource | None, scope: str, budget_usd: float | None, worst_case_usd: float
 ) -> None:
+    """Refuse the module before any presenter job when the worst case of the clips still to make does not fit
+    what is left of its budget (each job's reservation checks again, atomically, as it opens)."""
     if ledger is None or budget_usd is None:
         return
     ledger.set_budget(scope, budget_usd)
     budget = ledger.budget(scope)
     left = budget.limit_usd - budget.spent_usd - budget.reserved_usd
-    if estimate_usd > left + 1e-9:
+    if worst_case_usd > left + 1e-9:
         raise TrainingError(
-            f"budget {scope}: the presenter clips still to make are estimated at ${estimate_usd:.2f} "
-            f"but only ${left:.2f} of ${budget.limit_usd:.2f} is left; nothing was paid. Raise "
-            "budget_usd or use a cheaper presenter"
+            f"budget {scope}: the presenter clips still to make could cost up to ${worst_case_usd:.2f} (their "
+            f"narration said by the slowest voice) but only ${left:.2f} of ${budget.limit_usd:.2f} is left; "
+            "nothing was paid. Raise budget_usd, shorten the narration or use a cheaper presenter"
         )
 
 
@@ -398,17 +415,15 @@ def build_module(
         + ("; the module itself is stored already" if reused else "")
     )
 
-    charged, bought, clips = 0.0, 0, {}
+    spend, clips = PresenterSpend(), {}
     if plan.provider is not None and missing:
         todo = [
             i
             for i in missing
             if not storage.exists(presenter_key(plan.name, plan.provider.job_key(requests[i])))
         ]
-        check_budget(
-            ledger, scope, budget_usd, sum(plan.provider.estimate_usd(requests[i].estimated_s) for i in todo)
-        )
-        clips, charged, bought = fetch_presenter_clips(
+        check_budget(ledger, scope, budget_usd, sum(plan.provider.worst_case_usd(requests[i]) for i in todo))
+        clips, spend = fetch_presenter_clips(
             storage, plan, requests, missing, presenter_concurrency, log
         )
 
@@ -441,12 +456,12 @@ def build_module(
     presenter_s = speech_s if plan.provider is not None else 0.0
     own_rate = rates.get(plan.provider.price_key(), 0.0) if plan.provider is not None else 0.0
     cost = prices.table.cost(
-        provider="training", model=plan.name, cpu_s=cpu_s, wall_s=wall_s, api_usd=charged
+        provider="training", model=plan.name, cpu_s=cpu_s, wall_s=wall_s, api_usd=spend.charged_usd
     )
     if ledger is not None and not reused:
         # Compute goes into the ledger's charges like every CPU render (presenter jobs charge themselves).
         ledger.record_render_charge(
-            f"training:{module}:{module_key}", "training", cost.cost_usd - charged, f"module:{module}"[:64]
+            f"training:{module}:{module_key}", "training", cost.cost_usd - spend.charged_usd, f"module:{module}"[:64]
         )
     report = ModuleReport(
         module=module,
@@ -467,8 +482,10 @@ def build_module(
         speech_s=speech_s,
         presenter_s=presenter_s,
         presenter_list_usd=own_rate * presenter_s,
-        presenter_charged_usd=charged,
-        presenter_clips_bought=bought,
+        presenter_charged_usd=spend.charged_usd,
+        presenter_clips_bought=spend.bought,
+        presenter_worst_case_usd=spend.worst_case_usd,
+        presenter_overrun_usd=spend.overrun_usd,
         cpu_s=cpu_s,
         wall_s=wall_s,
         cost_usd=cost.cost_usd,
@@ -684,6 +701,10 @@ def training_module(
         "presenter_list_usd": dg.MetadataValue.float(round(report.presenter_list_usd, 4)),
         "api_usd": dg.MetadataValue.float(round(report.presenter_charged_usd, 4)),
         "presenter_clips_bought": dg.MetadataValue.int(report.presenter_clips_bought),
+        # Estimated (the worst case reserved before paying) beside actual (what the delivered clips cost).
+        "presenter_worst_case_usd": dg.MetadataValue.float(round(report.presenter_worst_case_usd, 4)),
+        "presenter_charged_usd": dg.MetadataValue.float(round(report.presenter_charged_usd, 4)),
+        "presenter_overrun_usd": dg.MetadataValue.float(round(report.presenter_overrun_usd, 4)),
         "cpu_s": dg.MetadataValue.float(round(report.cpu_s, 3)),
         "wall_s": dg.MetadataValue.float(round(report.wall_s, 3)),
         "realtime_factor": dg.MetadataValue.float(round(report.realtime_factor, 2)),

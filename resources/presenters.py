@@ -6,8 +6,13 @@ the ledger before the first poll, resumed by a re-run, charged once. A presenter
 says and how (text, avatar, voice, size, provider settings), not by module or scene, so the same words in
 another module or after a slide-only edit are never paid for again.
 
-List prices are read from the price table's `api` rows (`heygen_*`, `did_*`, `usd_per_s`). A job reserves the price of the estimated
-speaking time (words / rate); the clip's real length is reported beside it.
+List prices are read from the price table's `api` rows (`heygen_*`, `did_*`, `usd_per_s`). Neither HeyGen's
+video generate nor D-ID's talks take a maximum length: the clip is as long as the voice takes to say the text.
+So a job reserves the price of the longest the text can take to say (`worst_case_s`: `speech_units` of the text
+at `slowest_units_per_s`, divided by the voice's speed, plus a margin), and a job whose worst case does not fit
+a budget is refused before anything is sent. When the clip arrives, its length is read from the file and the
+job is settled at that length times the list price, never above what was reserved (`LedgerResource.settle_actual`).
+A clip longer than its worst case is recorded in the ledger with its real length and logged as an overrun.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import unicodedata
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,8 +39,80 @@ from resources.generators.base import ClipRequest, ClipResult, Log, measure_usag
 from resources.ledger import JobSpec
 from resources.pricing import PriceTable
 
-# Added to the speaking time estimated from the word count: breaths, the lead-in and the tail of a clip.
-ESTIMATE_MARGIN_S = 1.0
+# Added to the worst-case speaking time: breaths, the avatar's lead-in and the tail of a clip.
+ESTIMATE_MARGIN_S = 2.0
+# Speech units a second of the slowest voice budgeted for, at speed 1. One unit is about one letter of an ordinary
+# word; espeak-ng at 160 words a minute says prose at about 15 units a second, and no text of the adversarial
+# set in tests/resources/test_presenters.py (hyphen chains, digits, spelled-out letters, symbols, emoji, URLs,
+# non-Latin scripts) takes it longer than 0.75 of its bound: the bound holds for voices down to about 120 words
+# a minute. Slower voices are budgeted with a smaller `slowest_units_per_s`.
+SLOWEST_UNITS_PER_S = 10.0
+
+# How long each kind of character can take to say, in units. Letters of a pronounceable word cost 1 (x, said
+# "eks", 3); letters a voice may spell out (all capitals, mixed case, no vowels, single letters) 5; each digit 12
+# (numbers are read out in words: "7777777777" takes 7.5 s at 160 words a minute); ideographs and other uncased
+# scripts 12 (an English voice reads them by name); pausing punctuation 5, a line break 10; symbols and emoji,
+# read by their names, 12. Generous for ordinary text (prose is reserved at about twice what it costs), so that
+# no text can cost more than it reserved.
+_TOKENS = re.compile(r"\s+|[^\W\d_]+|\d|.", re.DOTALL)
+_VOWELS = frozenset("aeiouy")
+_UNITS = {
+    "letter": 1.0,
+    "x": 3.0,
+    "spelled": 5.0,
+    "uncased": 12.0,
+    "digit": 12.0,
+    "space": 1.0,
+    "line_break": 10.0,
+    "joiner": 1.0,
+    "pause": 5.0,
+    "symbol": 12.0,
+}
+
+
+def _base_letter(char: str) -> str:
+    return unicodedata.normalize("NFD", char)[0].lower()
+
+
+def _pronounceable(word: str) -> bool:
+    """A word a voice says as a word, not letter by letter: lower or title case, a vowel at least every fourth
+    letter and no run of more than four consonants."""
+    if len(word) < 2 or not (word.islower() or word.istitle()):
+        return False
+    vowels = [_base_letter(char) in _VOWELS for char in word]
+    if sum(vowels) * 4 < len(word):
+        return False
+    run = 0
+    for vowel in vowels:
+        run = 0 if vowel else run + 1
+        if run > 4:
+            return False
+    return True
+
+
+def speech_units(text: str) -> float:
+    """An upper bound of how long `text` takes to say, in units of `SLOWEST_UNITS_PER_S` (characters, not words:
+    `seven-eleven-thirteen` is one word and three to say)."""
+    units = 0.0
+    for token in _TOKENS.findall(text):
+        if token.isspace():
+            units += _UNITS["line_break" if "\n" in token else "space"]
+        elif token.isdigit():
+            units += _UNITS["digit"]
+        elif token.isalpha():
+            if any(unicodedata.category(char) == "Lo" for char in token):
+                units += _UNITS["uncased"] * len(token)
+            elif _pronounceable(token):
+                units += sum(_UNITS["x" if _base_letter(char) == "x" else "letter"] for char in token)
+            else:
+                units += _UNITS["spelled"] * len(token)
+        elif token in "-'\"()[]":
+            units += _UNITS["joiner"]
+        elif token in ",.;:!?":
+            units += _UNITS["pause"]
+        else:
+            units += _UNITS["symbol"] * len(token)
+    return units
 
 
 class PresenterInputError(ValueError):
@@ -49,13 +128,8 @@ class PresenterRequest:
     avatar: str | None = None  # None: the provider resource's default
     voice: str | None = None
     background: str | None = None  # "#RRGGBB" behind the presenter, where the provider supports it
-    words_per_minute: int = 150  # how fast the provider's voice speaks, for the price estimate
     attempt: int = 1
     budget_scopes: tuple[str, ...] = ()
-
-    @property
-    def estimated_s(self) -> float:
-        return len(self.text.split()) / self.words_per_minute * 60.0 + ESTIMATE_MARGIN_S
 
 
 @dataclass(frozen=True)
@@ -63,7 +137,9 @@ class PresenterResult:
     mp4: bytes  # the provider's clip as downloaded: talking head with its narration
     duration_s: float
     job_key: str
-    cost: ApiCostRecord
+    cost: ApiCostRecord  # api_usd: the ledger's charge for the clip (delivered seconds x list price, capped)
+    reserved_usd: float = 0.0  # the worst case its job reserved
+    overrun_usd: float = 0.0  # billed past the reservation, recorded but never charged to a budget
 
 
 def presenter_list_price(table: PriceTable, key: str) -> tuple[float, str]:
@@ -96,8 +172,11 @@ class ApiPresenterProvider(ApiClipProvider):
     avatar: str = Field(default="", description="Default avatar (HeyGen avatar_id, D-ID source image URL).")
     voice: str = Field(default="", description="Default voice id of the provider's text-to-speech.")
     pricing: str = Field(default="", description="Row of the price table this account is billed by.")
-    words_per_minute: int = Field(
-        default=150, description="How fast the voice speaks: the price reserved is for words / this rate."
+    slowest_units_per_s: float = Field(
+        default=SLOWEST_UNITS_PER_S,
+        gt=0,
+        description="Speech units (about letters, see speech_units) a second of the slowest voice this account "
+        "uses at speed 1: the price reserved for a clip is for its text said at this rate.",
     )
     poll_interval_s: float = Field(default=10.0, description="Seconds between status reads.")
     poll_deadline_s: float = Field(
@@ -135,8 +214,17 @@ class ApiPresenterProvider(ApiClipProvider):
     def list_price_per_s(self) -> tuple[float, str]:
         return presenter_list_price(self.prices.table, self.price_key())
 
-    def estimate_usd(self, seconds: float) -> float:
-        return self.list_price_per_s()[0] * seconds
+    def voice_speed(self) -> float:
+        """How much faster than normal the voice is asked to speak (HeyGen's `speed`); 1 where it cannot be set."""
+        return 1.0
+
+    def worst_case_s(self, request: PresenterRequest) -> float:
+        """The longest the clip of `request` can be: its text said by the slowest voice, plus a margin."""
+        return speech_units(request.text) / (self.slowest_units_per_s * self.voice_speed()) + ESTIMATE_MARGIN_S
+
+    def worst_case_usd(self, request: PresenterRequest) -> float:
+        """What the job of `request` reserves on its budgets: the list price of its worst case."""
+        return self.list_price_per_s()[0] * self.worst_case_s(request)
 
     def check_request(self, request: PresenterRequest) -> None:
         """Raise PresenterInputError when the request breaks a limit of the provider (before paying)."""
@@ -145,10 +233,11 @@ class ApiPresenterProvider(ApiClipProvider):
                 f"{self.name}: scene {request.scene!r} has {len(request.text)} characters of narration; "
                 f"{self.name} takes at most {self.max_text_chars} per clip. Split the scene"
             )
-        if request.estimated_s > self.max_duration_s:
+        worst_s = self.worst_case_s(request)
+        if worst_s > self.max_duration_s:
             raise PresenterInputError(
-                f"{self.name}: scene {request.scene!r} would run about {request.estimated_s:.0f}s; "
-                f"{self.name} makes clips of at most {self.max_duration_s:.0f}s. Split the scene"
+                f"{self.name}: scene {request.scene!r} could run up to {worst_s:.0f}s (its narration said by the "
+                f"slowest voice); {self.name} makes clips of at most {self.max_duration_s:.0f}s. Split the scene"
             )
         if len(request.text.strip()) < 3:
             raise PresenterInputError(f"{self.name}: scene {request.scene!r} has no text to say")
@@ -173,7 +262,7 @@ class ApiPresenterProvider(ApiClipProvider):
             raise ProviderError(self.name, available.reason)
         self.check_request(request)
         rate, _ = self.list_price_per_s()
-        price_usd = rate * request.estimated_s
+        worst_s = self.worst_case_s(request)
         params = {"task": self.presenter_params(request)}
         key = self.job_key(request)
         with measure_usage() as usage:
@@ -186,7 +275,7 @@ class ApiPresenterProvider(ApiClipProvider):
                     content_hash=hashlib.sha256(request.text.encode()).hexdigest()[:32],
                     attempt=request.attempt,
                     params=params,
-                    price_usd=price_usd,
+                    price_usd=rate * worst_s,
                     scopes=request.budget_scopes,
                 )
             )
@@ -197,13 +286,24 @@ class ApiPresenterProvider(ApiClipProvider):
         try:
             duration_s, has_audio = clip_duration_s(mp4)
         except av.FFmpegError as error:
+            # Its length is unknown: the job stays charged at its reservation, the most it can have cost.
             raise UnusableOutput(self.name, f"output video is unreadable: {error}", source) from None
+        # The provider bills the delivered clip, whatever it holds: settle before judging it.
+        settlement = self.ledger.settle_actual(job.key, duration_s, rate * duration_s)
+        if settlement.overrun_usd > 0:
+            log(
+                f"{self.name}: OVERRUN scene {request.scene!r} {job.describe()}: the clip runs {duration_s:.1f}s, "
+                f"past its worst case of {worst_s:.1f}s; the provider bills "
+                f"${settlement.billed_usd:.4f}, the budgets were charged the ${settlement.charged_usd:.4f} "
+                f"reserved. The ${settlement.overrun_usd:.4f} over is recorded in the ledger (job_usage); lower "
+                "slowest_units_per_s for this voice"
+            )
         if not has_audio or duration_s <= 0:
             raise UnusableOutput(self.name, "output video has no narration (no audio stream)", source)
         cost = self.prices.table.cost(
             provider=self.name,
             model=self.model_id(),
-            api_usd=price_usd,
+            api_usd=settlement.charged_usd,
             cpu_s=usage.cpu_s,
             wall_s=usage.wall_s,
             provider_job_id=job.provider_task_id or "",
@@ -211,6 +311,14 @@ class ApiPresenterProvider(ApiClipProvider):
         )
         record = ApiCostRecord(**cost.to_dict(), list_usd=rate * duration_s, charged_in_this_run=charged)
         log(
-            f"{self.name}: scene {request.scene!r} clip of {duration_s:.1f}s from task {job.provider_task_id}"
+            f"{self.name}: scene {request.scene!r} clip of {duration_s:.1f}s (worst case {worst_s:.1f}s) from task "
+            f"{job.provider_task_id}: ${settlement.charged_usd:.4f} of ${settlement.reserved_usd:.4f} reserved"
         )
-        return PresenterResult(mp4=mp4, duration_s=duration_s, job_key=key, cost=record)
+        return PresenterResult(
+            mp4=mp4,
+            duration_s=duration_s,
+            job_key=key,
+            cost=record,
+            reserved_usd=settlement.reserved_usd,
+            overrun_usd=settlement.overrun_usd,
+        )

@@ -24,14 +24,17 @@ from resources.generators.api_common import (
 )
 from resources.generators.did import DidPresenter
 from resources.generators.heygen import HeyGenPresenter
-from resources.ledger import JobStatus, LedgerResource, api_jobs, ledger_engine
+from resources.ledger import BudgetExceeded, JobStatus, LedgerResource, api_jobs, ledger_engine
 from resources.presenters import (
     ApiPresenterProvider,
     PresenterInputError,
     PresenterRequest,
+    clip_duration_s,
+    speech_units,
 )
 from resources.pricing import PricesResource
 from resources.storage import StorageResource
+from videokit.narration import EspeakSpeech
 
 FAST = {
     "poll_interval_s": 0.02,
@@ -109,14 +112,15 @@ def heygen(tmp_path):
 
 
 def test_a_clip_survives_429_and_500_and_is_charged_once_whoever_asks_again(case):
-    case.emulator.inject("submit", RateLimited("0"), ServerError(503))
-    case.emulator.inject("status", RateLimited(None))
+    # A 5xx answer to a create request may hide a task, so only 429s are retried there; status reads retry both.
+    case.emulator.inject("submit", RateLimited("0"), RateLimited("0"))
+    case.emulator.inject("status", ServerError(502), RateLimited(None))
     result = case.provider().render_presenter(request(), log)
     assert result.duration_s > 2.0 and result.cost.charged_in_this_run
     assert case.emulator.requests["submit"] == 3 and case.emulator.submissions == 1
     rate = PricesResource().table.api[case.provider().price_key()]["usd_per_s"]
     assert result.cost.list_usd == pytest.approx(rate * result.duration_s)
-    assert case.charges() == [pytest.approx(rate * request().estimated_s, abs=1e-6)]
+    assert case.charges() == [pytest.approx(rate * result.duration_s, abs=1e-6)]
     # The same words for another module (or the same scene again) are the same clip: downloaded, not bought.
     again = case.provider().render_presenter(request(module="other-module"), log)
     assert not again.cost.charged_in_this_run and again.job_key == result.job_key
@@ -244,3 +248,104 @@ def test_a_run_killed_mid_poll_is_resumed_by_the_rerun_and_paid_once(heygen):
     result = heygen.provider().render_presenter(request(), log)
     assert result.cost.provider_job_id == job["provider_task_id"] and result.cost.charged_in_this_run
     assert heygen.emulator.submissions == 1 and len(heygen.charges()) == 1
+
+
+# --------------------------------------------------------------------------- budgets: worst case reserved, actual charged
+
+NUMBER_WORDS = ["seven", "eleven", "thirteen", "seventeen", "nineteen", "twenty", "three"]
+HYPHENATED = "-".join(NUMBER_WORDS[i % len(NUMBER_WORDS)] for i in range(400))[:1990]
+# Texts that take a voice longer to say than their letters suggest; the worst case must bound each of them.
+ADVERSARIAL = {
+    "hyphen chain": HYPHENATED[:600],
+    "prose": "Brush off dry mud first, then rinse in cool water. Let the boots dry away from heat. " * 4,
+    "long numbers": "7777777777 " * 12,
+    "digits": "7 " * 80,
+    "prices": "$1 " * 60,
+    "emoji": "\U0001F600 " * 40,
+    "ideographs": "\u4e2d\u6587" * 40,
+    "capitals": "ABCDEFGHIJ " * 20,
+    "acronyms": "IBM NASA HTML XYZ " * 12,
+    "single letters": "a b c d e f g h " * 12,
+    "no vowels": "bcdfg hjklm " * 16,
+    "mixed case": "hElLoWoRlD " * 20,
+    "x syllables": "xaxaxaxaxaxa " * 16,
+    "urls": "www.example.com/abc " * 10,
+    "commas": "a, " * 100,
+    "paragraphs": "Hello.\n\n" * 40,
+    "dates": "12/31/1999 " * 12,
+    "cyrillic": "\u041f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440 " * 12,
+    "uuids": "3f2a9c1e-7b4d-4e8a-9f01-a2b3c4d5e6f7 " * 5,
+}
+
+
+def test_the_worst_case_bounds_what_a_voice_takes_to_say_hostile_text():
+    # espeak-ng at 160 words a minute is the emulators' voice; the bound keeps a quarter in hand for slower ones.
+    speech = EspeakSpeech()
+    for name, text in ADVERSARIAL.items():
+        said_s = speech.synthesize(text, "en-us", 160).duration_s
+        bound_s = speech_units(text) / 10.0
+        assert said_s <= 0.75 * bound_s, f"{name}: said in {said_s:.1f}s, bound {bound_s:.1f}s"
+    # Words are no measure: the 1,990-character hyphen chain is one word, and about 200 s at the slowest voice.
+    assert len(HYPHENATED.split()) == 1 and speech_units(HYPHENATED) >= len(HYPHENATED)
+
+
+def test_a_long_hyphenated_narration_is_refused_before_submission(heygen):
+    provider = heygen.provider()
+    LedgerResource(url=heygen.settings["ledger_url"]).set_budget("training:care", 0.50)
+    long_one = request(text=HYPHENATED, budget_scopes=("training:care",))
+    assert provider.worst_case_s(long_one) > 190 and provider.worst_case_usd(long_one) > 10
+    with pytest.raises(BudgetExceeded, match=r"budget training:care refuses \$1[0-9]\.\d+ .* limit \$0\.5000"):
+        provider.render_presenter(long_one, log)
+    assert heygen.emulator.submissions == 0 and heygen.emulator.requests["submit"] == 0
+    assert heygen.jobs() == [] and heygen.charges() == []
+    budget = LedgerResource(url=heygen.settings["ledger_url"]).budget("training:care")
+    assert (budget.spent_usd, budget.reserved_usd) == (0.0, 0.0)
+    # HeyGen's slower speeds make longer clips, and reserve for them.
+    slow = heygen.provider(speed=0.5)
+    assert slow.worst_case_s(request()) - 2.0 == pytest.approx(2 * (provider.worst_case_s(request()) - 2.0))
+
+
+def test_a_clip_is_charged_its_delivered_length_at_the_list_price(case):
+    ledger = LedgerResource(url=case.settings["ledger_url"])
+    ledger.set_budget("training:care", 5.0)
+    provider = case.provider()
+    rate = provider.list_price_per_s()[0]
+    the_request = request(budget_scopes=("training:care",))
+    result = provider.render_presenter(the_request, log)
+    delivered_s, _ = clip_duration_s(result.mp4)
+    assert case.charges() == [pytest.approx(delivered_s * rate, abs=1e-6)]
+    assert result.cost.api_usd == pytest.approx(delivered_s * rate, abs=1e-6) and result.overrun_usd == 0
+    assert result.reserved_usd == pytest.approx(provider.worst_case_usd(the_request), abs=1e-6)
+    assert result.reserved_usd > result.cost.api_usd
+    for scope in ("training:care", next(s for s in case.jobs()[0]["scopes"] if s.startswith("day:"))):
+        budget = ledger.budget(scope)
+        assert budget.spent_usd == pytest.approx(delivered_s * rate, abs=1e-6) and budget.reserved_usd == 0
+    [job] = case.jobs()
+    assert job["charged_micro_usd"] == round(delivered_s * rate * 1e6)
+    settled = ledger.settlement(job["idempotency_key"])
+    assert settled.delivered_s == pytest.approx(delivered_s) and settled.overrun_usd == 0
+    # Asking again (another module, a re-run) neither pays nor settles twice.
+    provider.render_presenter(request(module="other"), log)
+    assert case.charges() == [pytest.approx(delivered_s * rate, abs=1e-6)]
+    assert ledger.budget("training:care").spent_usd == pytest.approx(delivered_s * rate, abs=1e-6)
+
+
+def test_a_clip_longer_than_its_worst_case_is_recorded_but_never_charged_past_the_reservation(heygen):
+    ledger = LedgerResource(url=heygen.settings["ledger_url"])
+    # A voice budgeted far too fast: the reservation covers about a second and a half of a longer clip.
+    provider = heygen.provider(slowest_units_per_s=1000.0)
+    the_request = request(budget_scopes=("training:care",))
+    reserved = provider.worst_case_usd(the_request)
+    ledger.set_budget("training:care", reserved)
+    messages: list[str] = []
+    result = provider.render_presenter(the_request, messages.append)
+    rate = provider.list_price_per_s()[0]
+    assert result.duration_s * rate > reserved
+    assert heygen.charges() == [pytest.approx(reserved, abs=1e-6)]
+    assert result.overrun_usd == pytest.approx(result.duration_s * rate - reserved, abs=1e-5)
+    budget = ledger.budget("training:care")
+    assert budget.spent_usd <= budget.limit_usd and budget.reserved_usd == 0
+    [job] = heygen.jobs()
+    settled = ledger.settlement(job["idempotency_key"])
+    assert settled.delivered_s == pytest.approx(result.duration_s) and settled.billed_usd > settled.charged_usd
+    assert any("OVERRUN" in message and "job_usage" in message for message in messages)
