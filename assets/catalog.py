@@ -4,7 +4,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import dagster as dg
@@ -14,8 +14,12 @@ from pydantic import Field
 from assets.catalog_rows import (
     DEFAULT_MAX_PIXELS,
     CatalogFileError,
+    CheckedImage,
     ValidatedCatalog,
+    check_logo,
+    clip,
     read_table,
+    source_key,
     validate_catalog,
 )
 from assets.packshot_intake import intake_packshots
@@ -58,7 +62,7 @@ class Sku:
         return f"skus/{self.sku_id}/{self.content_hash}"
 
 
-BrandKits = dict[str, tuple[BrandKit, dict, bytes | None]]
+BrandKits = dict[str, tuple[BrandKit, dict, CheckedImage | None]]
 
 
 def load_brand_kits(uri: str) -> BrandKits:
@@ -85,20 +89,23 @@ def load_brand_kits(uri: str) -> BrandKits:
             logo = read_source(kit.logo, base=parent_of(uri)) if kit.logo else None
         except (ValueError, StorageError) as error:
             raise CatalogFileError(f"{uri}: {error}") from None
-        kits[str(name)] = (kit, entry or {}, logo)
+        try:
+            checked_logo = check_logo(logo) if logo is not None else None
+        except ValueError as error:  # read, but not an image skuvid will draw (a text file, a bomb, a GIF)
+            raise CatalogFileError(f"{uri}: brand {clip(str(name))}: logo {clip(kit.logo)}: {error}") from None
+        kits[str(name)] = (kit, entry or {}, checked_logo)
     return kits
 
 
 def store_brand_kits(storage: StorageResource, kits: BrandKits) -> dict[str, str]:
-    """Copy kits and logos into storage; returns each brand's fingerprint (kit fields plus logo bytes)."""
+    """Copy kits and logos into storage; returns each brand's fingerprint (kit fields plus logo pixels)."""
     stored, fingerprints = {}, {}
     for name, (kit, spec, logo) in kits.items():
         logo_key = None
-        if logo is not None:
-            logo_sha = hashlib.sha256(logo).hexdigest()
-            logo_key = f"sources/{logo_sha[:2]}/{logo_sha}.png"
+        if logo is not None:  # keyed by its pixels, like packshots: a re-tagged copy is the same logo
+            logo_key = source_key(logo.sha256, logo.format)
             if not storage.exists(logo_key):
-                storage.write_bytes(logo_key, logo)
+                storage.write_bytes(logo_key, logo.data)
         fingerprints[name] = hashlib.sha256(f"{kit.fingerprint()}:{logo_key}".encode()).hexdigest()[:16]
         stored[name] = {"spec": spec, "logo_key": logo_key, "fingerprint": fingerprints[name]}
     storage.update(BRANDS_KEY, partial(merge_brand_kits, stored))
@@ -173,6 +180,7 @@ class CatalogChanges:
     new: list[str]
     changed: list[str]
     unchanged: list[str]
+    respelled: dict[str, str] = field(default_factory=dict)  # id as the file spelled it -> the catalog's spelling
 
 
 def upsert_catalog(accepted: pd.DataFrame, current: bytes | None) -> tuple[bytes, CatalogChanges]:
@@ -182,11 +190,19 @@ def upsert_catalog(accepted: pd.DataFrame, current: bytes | None) -> tuple[bytes
     """
     previous = pd.read_parquet(io.BytesIO(current)) if current else pd.DataFrame(columns=["sku_id", "content_hash"])
     previous_hash = dict(zip(previous["sku_id"], previous["content_hash"]))
+    # SKU ids are case-insensitive: a row for hero-1 updates HERO-1 under the spelling the catalog has
+    # (its partition key and storage paths), rather than making a second SKU, partition and render.
+    catalog_spelling = {sku_id.lower(): sku_id for sku_id in previous["sku_id"]}
+    respelled = {s: catalog_spelling[s.lower()] for s in accepted["sku_id"]
+                 if catalog_spelling.get(s.lower(), s) != s}
+    if respelled:
+        accepted = accepted.assign(sku_id=accepted["sku_id"].replace(respelled))
     pairs = list(zip(accepted["sku_id"], accepted["content_hash"]))
     changes = CatalogChanges(
         new=[s for s, _ in pairs if s not in previous_hash],
         changed=[s for s, h in pairs if s in previous_hash and previous_hash[s] != h],
         unchanged=[s for s, h in pairs if previous_hash.get(s) == h],
+        respelled=respelled,
     )
     kept = previous[~previous["sku_id"].isin(accepted["sku_id"])]
     merged = pd.concat([kept, accepted], ignore_index=True) if len(kept) else accepted
@@ -212,6 +228,8 @@ def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixel
         check_images=partial(intake_packshots, base=parent_of(source), storage=storage, max_pixels=max_pixels),
     )
     changes = storage.update(CATALOG_KEY, partial(upsert_catalog, validated.accepted))
+    if changes.respelled:  # downstream (partitions, run requests) sees the catalog's spelling only
+        validated.accepted = validated.accepted.assign(sku_id=validated.accepted["sku_id"].replace(changes.respelled))
     write_parquet(storage, REJECTS_KEY, validated.rejects_frame())
     return IngestReport(source, validated, changes.new, changes.changed, changes.unchanged)
 

@@ -5,29 +5,36 @@ No Dagster here, so the catalog asset and the S3 drop sensor validate the same w
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 import re
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
-from PIL import Image
+import pyarrow.parquet as pq
 
 from videokit.brand import ASPECTS
+from videokit.images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, open_image, pixel_digest
 
 REQUIRED_COLUMNS = ("sku_id", "title", "category", "brand", "image", "tier")
 OPTIONAL_COLUMNS = {"prompt": "", "aspect": "16:9"}
 SKU_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TIERS = ("hero", "bulk")
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+IMAGE_FORMATS = ALLOWED_FORMATS
 MIN_IMAGE_SIDE = 64
-DEFAULT_MAX_PIXELS = 40_000_000
 # Bump when a renderer change should re-render every SKU.
 RENDER_VERSION = "1"
+# A catalog file is refused whole past these; rows and reasons past these are bounded too.
+MAX_CATALOG_BYTES = 32 * 1024 * 1024
+MAX_DECODED_BYTES = 128 * 1024 * 1024  # Parquet columns once decompressed
+MAX_ROWS = 100_000  # Dagster advises at most 100,000 partitions per asset
+MAX_FIELD_CHARS = 4_096
+ECHO_CHARS = 80
+MAX_REASON_CHARS = 500
 CATALOG_FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -71,17 +78,25 @@ def catalog_format(name: str) -> str:
 
 
 def read_table(data: bytes, name: str) -> pd.DataFrame:
-    """Parse a catalog file into a frame of strings; raises CatalogFileError naming the file."""
+    """Parse a catalog file into a frame of strings; raises CatalogFileError naming the file.
+
+    Bounded before anything is built: the file's size, its rows, and (CSV) each field, or (Parquet) the
+    size its columns decode to, so a hostile file costs a short refusal, not gigabytes.
+    """
     kind = catalog_format(name)
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogFileError(f"{name}: file is {len(data):,} bytes, over the limit of {MAX_CATALOG_BYTES:,}; split it")
     try:
         if kind == "csv":
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True)
+            frame = csv_frame(data, name)
         elif kind == "parquet":
-            frame = pd.read_parquet(io.BytesIO(data))
+            frame = parquet_frame(data, name)
         else:
-            frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False)
-    except Exception as error:  # every parser has its own error types; the file is unusable either way
-        raise CatalogFileError(f"{name}: cannot be read as {kind} ({error})") from None
+            frame = jsonl_frame(data, name)
+    except CatalogFileError:
+        raise
+    except Exception as error:  # noqa: BLE001 - every parser has its own error types; the file is unusable
+        raise CatalogFileError(f"{name}: cannot be read as {kind} ({clip(str(error), 200)})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -93,45 +108,104 @@ def read_table(data: bytes, name: str) -> pd.DataFrame:
     return frame.map(lambda v: str(v).strip())
 
 
-def read_whole_image(image: Image.Image) -> None:
-    """Read every byte of the image, as cheaply as its format allows, so truncation and corruption show."""
-    if image.format == "PNG":
-        image.verify()  # checks every chunk's CRC without inflating the pixels
-    elif image.format == "JPEG":
-        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))  # DCT-domain 1/8 decode
-        image.load()
-    else:
-        image.load()
+def clip(text: str, limit: int = ECHO_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how long it was, so reasons never echo a huge value whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
-def check_image(data: bytes, *, max_pixels: int) -> CheckedImage:
-    """Raise ValueError saying what is wrong with an image, else describe it."""
+def shown(value: str) -> str:
+    """A row's value as quoted in a reason, bounded."""
+    return repr(value) if len(value) <= ECHO_CHARS else f"{value[:ECHO_CHARS]!r}... ({len(value):,} characters)"
+
+
+def too_many_rows(name: str) -> CatalogFileError:
+    return CatalogFileError(f"{name}: more than {MAX_ROWS:,} rows; split the file")
+
+
+def csv_frame(data: bytes, name: str) -> pd.DataFrame:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ValueError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}")
-            if image.format not in IMAGE_FORMATS:
-                raise ValueError(f"image format {image.format} is not one of {', '.join(IMAGE_FORMATS)}")
-            read_whole_image(image)
-    except ValueError:
-        raise
-    except (Image.UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ValueError("file is not a readable image") from None
-    except OSError as error:
-        raise ValueError(f"image is truncated or corrupt ({error})") from None
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CatalogFileError(f"{name}: not UTF-8 text (byte {error.start:,})") from None
+    # The csv module stops at its field size limit (128 KiB), where pandas' parser would take any length.
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise CatalogFileError(f"{name}: empty file")
+        header = [column.strip() for column in header]
+        rows = []
+        for fields in reader:
+            if not fields:  # blank line
+                continue
+            if len(fields) > len(header):
+                raise CatalogFileError(f"{name} line {reader.line_num}: {len(fields)} fields, the header has {len(header)}")
+            if len(rows) == MAX_ROWS:
+                raise too_many_rows(name)
+            rows.append(fields + [""] * (len(header) - len(fields)))
+    except csv.Error as error:
+        raise CatalogFileError(f"{name} line {reader.line_num}: {error}") from None
+    duplicated = sorted({column for column in header if header.count(column) > 1})
+    if duplicated:
+        raise CatalogFileError(f"{name}: column {clip(duplicated[0])} appears more than once")
+    return pd.DataFrame(rows, columns=header, dtype=object)
+
+
+def parquet_frame(data: bytes, name: str) -> pd.DataFrame:
+    metadata = pq.ParquetFile(io.BytesIO(data)).metadata
+    if metadata.num_rows > MAX_ROWS:
+        raise too_many_rows(name)
+    decoded = sum(metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups))
+    if decoded > MAX_DECODED_BYTES:
+        raise CatalogFileError(f"{name}: columns decode to {decoded:,} bytes, over the limit of {MAX_DECODED_BYTES:,}")
+    return pd.read_parquet(io.BytesIO(data))
+
+
+def jsonl_frame(data: bytes, name: str) -> pd.DataFrame:
+    records = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            raise CatalogFileError(f"{name} line {number}: not JSON ({clip(str(error))})") from None
+        if not isinstance(record, dict):
+            raise CatalogFileError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
+        if len(records) == MAX_ROWS:
+            raise too_many_rows(name)
+        records.append({str(key): ("" if value is None else value) for key, value in record.items()})
+    if not records:
+        raise CatalogFileError(f"{name}: no rows")
+    return pd.DataFrame.from_records(records)
+
+
+def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
+    """Raise ValueError saying what is wrong with an image, else describe it by its upright pixels."""
+    image = open_image(data, max_pixels=max_pixels, formats=IMAGE_FORMATS)
+    width, height = image.size
     if min(width, height) < MIN_IMAGE_SIDE:
         raise ValueError(f"image is {width}x{height}, smaller than {MIN_IMAGE_SIDE} px on a side")
-    return CheckedImage(hashlib.sha256(data).hexdigest(), image.format, width, height, data)
+    return CheckedImage(pixel_digest(image), image.format, width, height, data)
+
+
+def check_logo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
+    """A brand-kit logo checked like a packshot (formats, pixel limit, full decode), small sizes allowed."""
+    image = open_image(data, max_pixels=max_pixels, formats=IMAGE_FORMATS)
+    return CheckedImage(pixel_digest(image), image.format, image.width, image.height, data)
 
 
 def content_hash(row: Mapping[str, str], image_sha256: str, brand_fingerprint: str) -> str:
-    """Hash of everything that changes the video; unchanged SKUs keep their hash and are not re-rendered."""
-    fields = {k: row[k] for k in ("sku_id", "title", "category", "brand", "tier", "prompt", "aspect")}
+    """Hash of everything that changes the video; unchanged SKUs keep their hash and are not re-rendered.
+
+    `image_sha256` is the packshot's pixel digest (videokit.images.pixel_digest), so a re-tagged or losslessly
+    re-encoded copy of the same picture keeps the hash.
+    """
+    fields = {k: row[k] for k in ("title", "category", "brand", "tier", "prompt", "aspect")}
+    # The id's spelling is not content: HERO-1 and hero-1 are one SKU (see validate_catalog).
+    fields["sku_id"] = row["sku_id"].lower()
     payload = json.dumps(
-        {"fields": fields, "image": image_sha256, "brand": brand_fingerprint, "render": RENDER_VERSION},
+        {"fields": fields, "image_pixels": image_sha256, "brand": brand_fingerprint, "render": RENDER_VERSION},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -140,22 +214,27 @@ def content_hash(row: Mapping[str, str], image_sha256: str, brand_fingerprint: s
 def field_problems(row: Mapping[str, str], brands: Mapping[str, str]) -> list[tuple[str, str]]:
     """(field, reason) for every problem in a row that can be seen without reading its image."""
     problems = []
+    for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
+        if len(row[name]) > MAX_FIELD_CHARS:
+            problems.append((name, f"is {len(row[name]):,} characters, over the limit of {MAX_FIELD_CHARS:,}"))
+    if problems:  # the other checks would only quote the oversized values
+        return problems
     sku_id = row["sku_id"]
     if not sku_id:
         problems.append(("sku_id", "missing"))
     elif not SKU_ID.match(sku_id):
-        problems.append(("sku_id", f"{sku_id!r} must match [A-Za-z0-9_-]{{1,64}}"))
+        problems.append(("sku_id", f"{shown(sku_id)} must match [A-Za-z0-9_-]{{1,64}}"))
     for name in ("title", "category"):
         if not row[name]:
             problems.append((name, "missing"))
     if not row["brand"]:
         problems.append(("brand", "missing"))
     elif row["brand"] not in brands:
-        problems.append(("brand", f"no brand kit named {row['brand']!r} (known: {', '.join(sorted(brands))})"))
+        problems.append(("brand", f"no brand kit named {shown(row['brand'])} (known: {', '.join(sorted(brands))})"))
     if row["tier"] not in TIERS:
-        problems.append(("tier", f"{row['tier']!r} is not one of {', '.join(TIERS)}"))
+        problems.append(("tier", f"{shown(row['tier'])} is not one of {', '.join(TIERS)}"))
     if row["aspect"] not in ASPECTS:
-        problems.append(("aspect", f"{row['aspect']!r} is not one of {', '.join(ASPECTS)}"))
+        problems.append(("aspect", f"{shown(row['aspect'])} is not one of {', '.join(ASPECTS)}"))
     if not row["image"]:
         problems.append(("image", "missing"))
     return problems
@@ -176,17 +255,20 @@ def validate_catalog(
     for row in rows:
         row["aspect"] = row["aspect"] or OPTIONAL_COLUMNS["aspect"]
     rejects: list[Reject] = []
-    first_seen: dict[str, int] = {}
+    first_seen: dict[str, tuple[int, str]] = {}
     candidates: list[tuple[int, dict]] = []
     for number, row in enumerate(rows, start=1):
         problems = field_problems(row, brand_fingerprints)
         sku_id = row["sku_id"]
-        if sku_id and sku_id in first_seen:
-            problems.append(("sku_id", f"duplicate of row {first_seen[sku_id]}"))
+        folded = sku_id.lower()  # ids are ASCII (SKU_ID), so lower() is their case-insensitive form
+        if sku_id and folded in first_seen:
+            first_number, first_id = first_seen[folded]
+            same = "" if first_id == sku_id else f" ({shown(first_id)}; SKU ids are compared without case)"
+            problems.append(("sku_id", f"duplicate of row {first_number}{same}"))
         elif sku_id:
-            first_seen[sku_id] = number
+            first_seen[folded] = (number, sku_id)
         if problems:
-            rejects.extend(Reject(source, number, sku_id, f, why) for f, why in problems)
+            rejects.extend(Reject(source, number, clip(sku_id), f, why) for f, why in problems)
         else:
             candidates.append((number, row))
 
@@ -195,7 +277,7 @@ def validate_catalog(
     for number, row in candidates:
         image = images[row["image"]]
         if isinstance(image, str):
-            rejects.append(Reject(source, number, row["sku_id"], "image", image))
+            rejects.append(Reject(source, number, row["sku_id"], "image", clip(image, MAX_REASON_CHARS)))
             continue
         accepted.append(
             {

@@ -7,15 +7,15 @@ region of each frame's planes: no RGB round trip, and nothing outside the region
 
 from __future__ import annotations
 
-import io
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from videokit.campaign_spec import Entrance, Font, ImageSlot, TextSlot, parse_color
+from videokit.images import ImageRejected
+from videokit.images import open_image as open_untrusted_image
 from videokit.text import load_font
 
 MAX_IMAGE_PIXELS = 25_000_000
@@ -146,20 +146,11 @@ def _draw_lines(draw, slot: TextSlot, layout: TextLayout, font, left: int, top: 
 
 
 def open_image(data: bytes) -> Image.Image:
-    """Decode an image fully (not only its header); raises OverlayError with the reason."""
-    if not data:
-        raise OverlayError("image", "image is empty (0 bytes)")
+    """Decode an image fully (not only its header), upright; raises OverlayError with the reason."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise OverlayError("image", f"image is {image.width}x{image.height}, over {MAX_IMAGE_PIXELS} pixels")
-            image.load()
-    except OverlayError:
-        raise
-    except Exception as error:  # noqa: BLE001 - Pillow raises many unrelated types for corrupt files
-        raise OverlayError("image", f"cannot decode image ({type(error).__name__}: {error})") from None
+        image = open_untrusted_image(data, max_pixels=MAX_IMAGE_PIXELS)
+    except ImageRejected as error:
+        raise OverlayError("image", f"cannot decode image: {error}") from None
     return image.convert("RGBA")
 
 

@@ -5,7 +5,6 @@ Needs no GPU and no key, so it is always available and is the last link of every
 
 from __future__ import annotations
 
-import io
 from typing import ClassVar
 
 from dagster import ConfigurableResource
@@ -24,13 +23,13 @@ from resources.generators.base import (
 from resources.pricing import PricesResource
 from videokit.compose import compose_keyframe
 from videokit.encode import EncodeSettings
+from videokit.images import open_image as open_untrusted_image
 from videokit.motion import MotionSpec, render_motion_clip
 
 
 def open_image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
+    """A stored packshot or logo, decoded upright (EXIF orientation applied) like it was when checked and hashed."""
+    return open_untrusted_image(data)
 
 
 class ComposeKeyframes(ConfigurableResource):
