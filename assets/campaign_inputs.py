@@ -4,7 +4,6 @@ A row either becomes a Recipient (its slot contents: formatted text, logo bytes)
 row, the field and the reason; one bad row never stops the others.
 """
 
-import csv
 import hashlib
 import io
 import re
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from assets.publish import read_manifest_row
+from resources.csv_report import csv_report
 from resources.sources import read_source
 from resources.storage import StorageError, StorageResource, parent_of, resolve_relative
 from videokit.campaign_spec import CampaignSpec, TextSlot, check_columns, load_spec
@@ -185,8 +185,5 @@ def slot_contents(spec: CampaignSpec, values: dict[str, str], image) -> tuple[tu
 
 
 def write_rejects(storage: StorageResource, key: str, rejects: list[Reject]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(REJECT_COLUMNS)
-    writer.writerows([r.row, r.recipient_id, r.field, r.reason] for r in sorted(rejects, key=lambda r: r.row))
-    storage.write_bytes(key, buffer.getvalue().encode())
+    rows = ([r.row, r.recipient_id, r.field, r.reason] for r in sorted(rejects, key=lambda r: r.row))
+    storage.write_bytes(key, csv_report(REJECT_COLUMNS, rows))

@@ -209,16 +209,20 @@ def upsert_catalog(accepted: pd.DataFrame, current: bytes | None) -> tuple[bytes
     return parquet_bytes(merged), changes
 
 
-def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixels: int) -> IngestReport:
+def ingest_catalog(storage: StorageResource, source: str, brands: str, max_pixels: int,
+                   raw: bytes | None = None) -> IngestReport:
     """Validate a catalog file, copy its packshots into storage, and upsert its good rows into the catalog.
 
+    `raw` is the file's content when the caller has read it already (a drop read by bucket and key); `source`
+    then only names it and is the folder its relative image names resolve against.
     SKUs are never dropped implicitly: a SKU absent from this file keeps its row.
     """
     kits = load_brand_kits(brands)
-    try:
-        raw = read_source(source)
-    except StorageError as error:
-        raise CatalogFileError(str(error)) from None
+    if raw is None:
+        try:
+            raw = read_source(source)
+        except StorageError as error:
+            raise CatalogFileError(str(error)) from None
     table = read_table(raw, source)
     fingerprints = store_brand_kits(storage, kits)
     validated = validate_catalog(
