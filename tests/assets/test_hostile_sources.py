@@ -14,12 +14,17 @@ from assets.catalog import load_brand_kits
 from assets.catalog_rows import CatalogFileError
 from assets.packshot_intake import intake_packshots
 from assets.training_inputs import load_script, resolve_visuals
+from resources.sources import shown
 from resources.storage import StorageResource
 from tests.hostile_sources import LoggingServer, Sentinel, http_cases, local_cases, png_bytes
 from videokit.campaign_spec import load_spec
 from videokit.training_script import ScriptError
 
 REASON = "not allowed by the source policy: {}"
+
+
+def reason(name: str) -> str:
+    return REASON.format(shown(name))
 SPEC = """name: hostile
 template: {{video: {template}}}
 recipients: {recipients}
@@ -74,7 +79,7 @@ def test_catalog_packshots(world, tmp_path):
     results = timed(lambda: intake_packshots(names + ["ok.png"], base=str(folder), storage=storage, max_pixels=10**7))
     assert not isinstance(results.pop("ok.png"), str)
     for name, result in results.items():
-        assert result == REASON.format(name), name
+        assert result == reason(name), name
     assert len(storage.list_keys("sources/")) == 1
 
 
@@ -87,14 +92,14 @@ def test_brand_kit_logos(world):
         )
         with pytest.raises(CatalogFileError) as raised:
             timed(lambda: load_brand_kits(str(brands)))  # noqa: B023 - called at once
-        assert REASON.format(name) in str(raised.value), name
+        assert reason(name) in str(raised.value), name
 
 
 def test_campaign_logos_recipients_and_template(world):
     folder, _, _, names = world
     logos = LogoCache(str(folder))
     for name in names:
-        assert timed(lambda: logos(name)) == (None, REASON.format(name)), name  # noqa: B023
+        assert timed(lambda: logos(name)) == (None, reason(name)), name  # noqa: B023
     (folder / "recipients.csv").write_text("recipient_id,logo\na1,ok.png\n")
     for name in yaml_safe(names):
         spec_path = folder / "spec.yaml"
@@ -119,7 +124,7 @@ def test_training_images(world, tmp_path):
             continue  # the script parser refused the name itself
         with pytest.raises(ScriptError) as raised:
             timed(lambda: resolve_visuals(script, base, storage, lambda _: None))  # noqa: B023
-        assert REASON.format(name) in str(raised.value), name
+        assert reason(name) in str(raised.value), name
         checked += 1
     assert checked >= len(names) - 5
 

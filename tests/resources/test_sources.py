@@ -17,6 +17,7 @@ from resources.sources import (
     current_policy,
     held_source,
     read_source,
+    shown,
 )
 from tests.hostile_sources import (
     REFUSED,
@@ -69,8 +70,7 @@ def assert_answers(case, policy, *, max_s: float, max_mib: float):
     assert elapsed < max_s, f"{case.name}: {elapsed:.2f} s"
     assert peak < max_mib * MiB, f"{case.name}: peak {peak / MiB:.1f} MiB"
     if case.expect == REFUSED:
-        shown = case.uri if len(case.uri) <= 200 else case.uri[:200] + "..."
-        assert str(raised.value) == f"not allowed by the source policy: {shown}", case.name
+        assert str(raised.value) == f"not allowed by the source policy: {shown(case.uri)}", case.name
 
 
 def test_local_names_never_leave_the_folder(catalog_dir, sentinel):
@@ -227,3 +227,11 @@ def test_the_memory_budget_bounds_what_concurrent_readers_hold(catalog_dir):
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(read, range(8))) == [bytes([i]) for i in range(8)]
     assert most[0] == 3
+
+
+def test_reasons_mask_credentials_and_stay_short():
+    assert shown("https://user:secret@cdn.example/a.png") == "https://***@cdn.example/a.png"
+    assert shown("s3://b/" + "k" * 1000) == "s3://b/" + "k" * 193 + "..."
+    with pytest.raises(SourceRefused) as raised:
+        read_source("http://user:secret@127.0.0.1/a.png", policy=SourcePolicy())
+    assert "secret" not in str(raised.value)
