@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import ssl
 import sys
 import threading
 import time
@@ -96,8 +97,10 @@ class _RecordingHTTPServer(http.server.ThreadingHTTPServer):
 class LoggingServer:
     """An HTTP server on `host` (any 127.x address) that records (path, Host header) of every request."""
 
-    def __init__(self, host: str = "127.0.0.1"):
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None):
         self._server = _RecordingHTTPServer((host, 0))
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.host, self.port = host, self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

@@ -2,6 +2,7 @@
 
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 import tracemalloc
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from resources import sources
 from resources.sources import (
     SourcePolicy,
     SourceRefused,
@@ -235,3 +237,26 @@ def test_reasons_mask_credentials_and_stay_short():
     with pytest.raises(SourceRefused) as raised:
         read_source("http://user:secret@127.0.0.1/a.png", policy=SourcePolicy())
     assert "secret" not in str(raised.value)
+
+
+def test_https_is_pinned_to_the_checked_address_and_verifies_the_name(monkeypatch):
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    certificate = authority.issue_cert("images.example")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(server_context)
+    server = LoggingServer("127.0.0.1", tls=server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    monkeypatch.setattr(sources, "tls_context", lambda: client_context)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real(
+        "127.0.0.1" if host in ("images.example", "other.example") else host, *a, **k))
+    policy = SourcePolicy(open_networks=("127.0.0.1/32",), https_only=True)
+    try:
+        assert read_source(f"https://images.example:{server.port}/img.png", policy=policy) == png_bytes()
+        with pytest.raises(SourceRefused):  # same address, a name the certificate does not carry
+            read_source(f"https://other.example:{server.port}/img.png", policy=policy)
+    finally:
+        server.close()
+    assert server.requests == [("/img.png", f"images.example:{server.port}")]
