@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from videokit.brand import ASPECTS
@@ -30,7 +32,7 @@ MIN_IMAGE_SIDE = 64
 RENDER_VERSION = "1"
 # A catalog file is refused whole past these; rows and reasons past these are bounded too.
 MAX_CATALOG_BYTES = 32 * 1024 * 1024
-MAX_DECODED_BYTES = 128 * 1024 * 1024  # Parquet columns once decompressed
+MAX_DECODED_BYTES = 64 * 1024 * 1024  # Parquet columns once decompressed and dictionaries expanded
 MAX_ROWS = 100_000  # Dagster advises at most 100,000 partitions per asset
 MAX_FIELD_CHARS = 4_096
 ECHO_CHARS = 80
@@ -152,13 +154,46 @@ def csv_frame(data: bytes, name: str) -> pd.DataFrame:
 
 
 def parquet_frame(data: bytes, name: str) -> pd.DataFrame:
-    metadata = pq.ParquetFile(io.BytesIO(data)).metadata
+    parquet = pq.ParquetFile(io.BytesIO(data))
+    metadata = parquet.metadata
     if metadata.num_rows > MAX_ROWS:
         raise too_many_rows(name)
+    nested = [f.name for f in parquet.schema_arrow if pa.types.is_nested(f.type)]
+    if nested:
+        raise CatalogFileError(f"{name}: column {clip(nested[0])} is nested; catalog columns hold plain values")
+    # Page sizes bound plain and compressed data; a dictionary-encoded column can still repeat one huge value
+    # in every row, so strings are read as dictionaries (their stored size) and measured before expanding.
+    strings = [f.name for f in parquet.schema_arrow if is_variable_width(f.type)]
     decoded = sum(metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups))
+    if decoded <= MAX_DECODED_BYTES:
+        table = pq.read_table(io.BytesIO(data), read_dictionary=strings)
+        decoded = sum(expanded_bytes(table.column(column)) for column in strings)
     if decoded > MAX_DECODED_BYTES:
         raise CatalogFileError(f"{name}: columns decode to {decoded:,} bytes, over the limit of {MAX_DECODED_BYTES:,}")
     return pd.read_parquet(io.BytesIO(data))
+
+
+def is_variable_width(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return True
+    return any(test(kind) for test in (pa.types.is_string, pa.types.is_binary, pa.types.is_large_string,
+                                       pa.types.is_large_binary))
+
+
+def expanded_bytes(column: pa.ChunkedArray) -> int:
+    """Bytes of a dictionary-read string column once every row holds its own value."""
+    total = 0
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            dictionary = chunk.dictionary
+            lengths = pc.binary_length(dictionary) if is_variable_width(dictionary.type) else None
+            if lengths is None:  # fixed-width values expand to at most their width per row
+                total += len(chunk) * max(1, dictionary.type.bit_width // 8)
+            else:
+                total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+        else:
+            total += chunk.nbytes
+    return total
 
 
 def jsonl_frame(data: bytes, name: str) -> pd.DataFrame:

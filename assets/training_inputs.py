@@ -9,7 +9,6 @@ slide instead, and the log says so.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,8 +17,10 @@ import numpy as np
 from assets.publish import read_manifest_row
 from resources.sources import read_source
 from resources.storage import StorageError, StorageResource, parent_of
+from videokit.images import ImageRejected, open_image, pixel_digest
 from videokit.module_assembly import AssemblySettings
 from videokit.narration import EspeakSpeech, VoiceUnknown
+from videokit.personalize import MAX_IMAGE_PIXELS
 from videokit.probe import ClipUnreadable, probe_mp4
 from videokit.slides import (
     Look,
@@ -108,10 +109,14 @@ def resolve_visuals(script: ModuleScript, base: str, storage: StorageResource, l
                 hint = " (run `make samples` to draw the sample pictures)" if "samples" in base else ""
                 problems.append((scene.visual_line, f"image: {error}{hint}"))
                 continue
+            try:  # checked here, so a bad picture is reported with its line before anything renders
+                picture = open_image(data, max_pixels=MAX_IMAGE_PIXELS)
+            except ImageRejected as error:
+                problems.append((scene.visual_line, f"image: {visual.uri}: {error}"))
+                continue
+            # Identified by its upright pixels: a re-tagged copy of the same picture does not re-render the module.
             visuals.append(
-                SceneVisual(
-                    "picture", {"image": hashlib.sha256(data).hexdigest(), "title": visual.title}, image=data
-                )
+                SceneVisual("picture", {"image": pixel_digest(picture), "title": visual.title}, image=data)
             )
         elif isinstance(visual, SkuVisual):
             try:

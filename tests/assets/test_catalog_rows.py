@@ -1,11 +1,23 @@
 import io
+import json
+import time
 from functools import partial
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from assets.catalog_rows import CatalogFileError, check_image, content_hash, read_table, validate_catalog
+from assets import catalog_rows
+from assets.catalog_rows import (
+    MAX_CATALOG_BYTES,
+    CatalogFileError,
+    check_image,
+    content_hash,
+    read_table,
+    validate_catalog,
+)
 from assets.packshot_intake import intake_packshots
 from resources.storage import StorageResource
 
@@ -147,3 +159,82 @@ def test_truncated_images_are_caught_in_every_format(fmt):
     assert check_image(data, max_pixels=1_000_000).format == fmt
     with pytest.raises(ValueError, match="truncated or corrupt|not a readable image"):
         check_image(data[: len(data) // 2], max_pixels=1_000_000)
+
+
+def test_a_huge_csv_field_is_refused_fast_with_a_short_reason():
+    data = (HEADER + "A-1," + "x" * 20_000_000 + ",kitchen,acme,good.png,hero,,\n").encode()
+    started = time.monotonic()
+    with pytest.raises(CatalogFileError) as raised:
+        read_table(data, "big.csv")
+    assert time.monotonic() - started < 2.0
+    assert str(raised.value) == "big.csv line 2: field larger than field limit (131072)"
+
+
+def test_a_file_over_the_size_limit_is_refused_before_parsing():
+    data = b"x" * (MAX_CATALOG_BYTES + 1)
+    with pytest.raises(CatalogFileError, match=r"c.csv: file is 33,554,433 bytes, over the limit of 33,554,432"):
+        read_table(data, "c.csv")
+
+
+def test_rows_beyond_the_limit_refuse_the_file(monkeypatch):
+    monkeypatch.setattr(catalog_rows, "MAX_ROWS", 3)
+    row = "A-{},Mug,kitchen,acme,good.png,hero,,\n"
+    assert len(read_table((HEADER + "".join(row.format(i) for i in range(3))).encode(), "c.csv")) == 3
+    for name, data in [
+        ("c.csv", (HEADER + "".join(row.format(i) for i in range(4))).encode()),
+        ("c.jsonl", b"\n".join(json.dumps({"sku_id": f"A-{i}"}).encode() for i in range(4))),
+        ("c.parquet", pd.DataFrame({"sku_id": [f"A-{i}" for i in range(4)]}).to_parquet(index=False)),
+    ]:
+        with pytest.raises(CatalogFileError, match=f"{name}: more than 3 rows; split the file"):
+            read_table(data, name)
+
+
+def test_parquet_that_decodes_past_the_limit_is_refused_from_its_metadata(monkeypatch):
+    monkeypatch.setattr(catalog_rows, "MAX_DECODED_BYTES", 1_000_000)
+    frame = pd.DataFrame({c: ["y" * 100_000] * 20 for c in ["sku_id", "title", "category", "brand", "image", "tier"]})
+    data = frame.to_parquet(index=False)  # compresses to a few KB
+    assert len(data) < 100_000
+    with pytest.raises(CatalogFileError, match=r"c.parquet: columns decode to [\d,]+ bytes, over the limit of 1,000,000"):
+        read_table(data, "c.parquet")
+
+
+def test_an_overlong_field_rejects_its_row_and_the_reason_stays_short(packshots):
+    title = "T" * 100_000
+    bad_id = "Z" * 3_000
+    validated = run(HEADER + f"A-1,{title},kitchen,acme,good.png,hero,,\n{bad_id},Mug,kitchen,acme,good.png,hero,,\n"
+                    "B-2,Can,drinks,zen,other.png,bulk,,\n", packshots)
+    assert list(validated.accepted["sku_id"]) == ["B-2"]
+    by_row = {r.row: r for r in validated.rejects}
+    assert (by_row[1].field, by_row[1].reason) == ("title", "is 100,000 characters, over the limit of 4,096")
+    assert by_row[2].field == "sku_id" and "(3,000 characters) must match" in by_row[2].reason
+    assert all(len(r.reason) < 200 and len(r.sku_id) < 200 for r in validated.rejects)
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"sku_id,title\n\xff\xfe\n", "c.csv: not UTF-8 text"),
+    (HEADER.encode() + b"A,B,C,D,E,F,G,H,I\n", "c.csv line 2: 9 fields, the header has 8"),
+    (b"sku_id,sku_id,title,category,brand,image,tier\n", "c.csv: column sku_id appears more than once"),
+    (b"", "c.csv: empty file"),
+])
+def test_malformed_csv_is_refused_naming_the_file_and_line(data, reason):
+    with pytest.raises(CatalogFileError, match=reason):
+        read_table(data, "c.csv")
+
+
+def test_jsonl_lines_that_are_not_objects_are_named():
+    with pytest.raises(CatalogFileError, match="c.jsonl line 2: expected a JSON object, got list"):
+        read_table(b'{"sku_id": "A"}\n[1, 2]\n', "c.jsonl")
+    with pytest.raises(CatalogFileError, match="c.jsonl line 1: not JSON"):
+        read_table(b"{nope\n", "c.jsonl")
+
+
+def test_a_parquet_dictionary_bomb_is_refused_without_expanding_it():
+    one_megabyte = pa.array(["y" * 1_000_000])
+    column = pa.DictionaryArray.from_arrays(pa.array([0] * 100_000, pa.int32()), one_megabyte)
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({c: column for c in ["sku_id", "title", "category", "brand", "image", "tier"]}), buffer)
+    assert len(buffer.getvalue()) < 1_000_000  # 600 GB once every row holds its value
+    started = time.monotonic()
+    with pytest.raises(CatalogFileError, match="c.parquet: columns decode to 600,000,000,000 bytes, over the limit"):
+        read_table(buffer.getvalue(), "c.parquet")
+    assert time.monotonic() - started < 2.0
