@@ -14,8 +14,8 @@ from collections.abc import Iterable
 MASK = "***"
 # A credential after its scheme word, e.g. in an echoed header or a repr of the request.
 _SCHEMED = re.compile(r"\b(Bearer|Key|Basic|Token)(\s+|%20|\\u0020)[A-Za-z0-9._~+/=:-]{8,}")
-# header: base64url JSON {"alg"...} always starts eyJ; payload and signature may be empty-ish in theory.
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+# A JWT's header is base64url JSON, so it starts eyJ; a cut-off token (no signature) is masked too.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}(?:\.[A-Za-z0-9_-]*){0,2}")
 # A quoted Authorization header value in JSON or a dict repr, whatever its scheme.
 _AUTH_VALUE = re.compile(r"""(["']?(?:authorization|x-api-key|api[-_]key)["']?\s*[:=]\s*["']?)[^"',}\s]+""", re.IGNORECASE)
 

@@ -12,10 +12,13 @@ from typing import Any, Self
 
 from resources.emulators.base import (
     DroppedConnection,
+    EchoHeaders,
     EmulatorServer,
     RateLimited,
     ServerError,
+    ServerErrorAfterWork,
     SlowAnswer,
+    SlowDrip,
     TaskScript,
 )
 from resources.emulators.fal import FalEmulator
@@ -24,6 +27,7 @@ from resources.emulators.runway import RunwayEmulator
 
 __all__ = [
     "DroppedConnection",
+    "EchoHeaders",
     "EmulatorServer",
     "Emulators",
     "FalEmulator",
@@ -31,7 +35,9 @@ __all__ = [
     "RateLimited",
     "RunwayEmulator",
     "ServerError",
+    "ServerErrorAfterWork",
     "SlowAnswer",
+    "SlowDrip",
     "TaskScript",
     "start_emulators",
 ]

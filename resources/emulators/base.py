@@ -55,10 +55,36 @@ class SlowAnswer:
 
 @dataclass(frozen=True)
 class DroppedConnection:
-    pass
+    delay_s: float = 0.0  # held open this long after the work is done, then hung up on
 
 
-Fault = RateLimited | ServerError | SlowAnswer | DroppedConnection
+@dataclass(frozen=True)
+class ServerErrorAfterWork:
+    """The request is processed (a create request makes its task), then the server answers 5xx."""
+
+    status: int = 504
+    delay_s: float = 0.0  # after the work, before the answer
+
+
+@dataclass(frozen=True)
+class SlowDrip:
+    """The answer's body trickles out `chunk_bytes` every `interval_s`, for at most `for_s` seconds."""
+
+    chunk_bytes: int = 512
+    interval_s: float = 0.05
+    for_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class EchoHeaders:
+    """A careless server: answers 5xx with the request's headers (credentials included) in the body."""
+
+    status: int = 500
+
+
+Fault = (
+    RateLimited | ServerError | SlowAnswer | DroppedConnection | ServerErrorAfterWork | SlowDrip | EchoHeaders
+)
 
 
 @dataclass(frozen=True)
@@ -249,6 +275,20 @@ class EmulatorServer:
         """Tasks created: what a real provider would have charged for."""
         return len(self.tasks)
 
+    def billed_seconds(self) -> float:
+        """Seconds of output the provider bills: every task that succeeded, downloaded or not."""
+        with self._lock:
+            tasks = list(self.tasks.values())
+        return sum(task.seconds for task in tasks if task.phase() == "succeeded")
+
+    def tasks_per_job(self) -> Counter[str]:
+        """Tasks created per client-side identity (the seed and prompt the client sent, or its external id)."""
+        with self._lock:
+            tasks = list(self.tasks.values())
+        return Counter(
+            task.external_id or json.dumps(task.params, sort_keys=True, default=str) for task in tasks
+        )
+
     def inject(self, route: str, *faults: Fault) -> None:
         """Answer the next requests to `route` with `faults`, one each, in order."""
         with self._lock:
@@ -355,7 +395,19 @@ class EmulatorServer:
         if isinstance(fault, ServerError):
             _send(handler, json_answer(fault.status, {"error": "Internal server error"}))
             return
+        if isinstance(fault, EchoHeaders):
+            echoed = {"error": "Internal server error", "request_headers": dict(exchange.headers.items())}
+            _send(handler, json_answer(fault.status, echoed))
+            return
         answer = route.serve(exchange, **match.groupdict())
+        if isinstance(fault, ServerErrorAfterWork | DroppedConnection) and fault.delay_s:
+            time.sleep(fault.delay_s)
+        if isinstance(fault, ServerErrorAfterWork):
+            _send(handler, json_answer(fault.status, {"error": "Gateway timeout"}))
+            return
+        if isinstance(fault, SlowDrip):
+            _drip(handler, answer, fault)
+            return
         if isinstance(fault, DroppedConnection):
             handler.close_connection = True
             try:
@@ -386,6 +438,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.emulator.serve(self, Exchange(self.command, urlsplit(self.path).path, self.headers, body))
 
     def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def _drip(handler: BaseHTTPRequestHandler, answer: Answer, drip: SlowDrip) -> None:
+    """Send `answer` a few bytes at a time, then hang up if the time runs out first."""
+    handler.close_connection = True
+    try:
+        handler.send_response(answer.status)
+        handler.send_header("Content-Type", answer.content_type)
+        handler.send_header("Content-Length", str(len(answer.body)))
+        handler.end_headers()
+        until = time.monotonic() + drip.for_s
+        for start in range(0, len(answer.body), drip.chunk_bytes):
+            if time.monotonic() > until:
+                break
+            handler.wfile.write(answer.body[start : start + drip.chunk_bytes])
+            handler.wfile.flush()
+            time.sleep(drip.interval_s)
+    except (BrokenPipeError, ConnectionResetError):
         pass
 
 

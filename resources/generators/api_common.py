@@ -106,7 +106,8 @@ class ProviderError(RuntimeError):
 
     def __init__(self, provider: str, message: str, request: RequestInfo | None = None):
         self.provider, self.request = provider, request
-        super().__init__(f"{provider}: {message}" + (f" [{request}]" if request else ""))
+        # Provider-written text (reasons, echoed bodies) may carry tokens; messages travel to run logs.
+        super().__init__(scrub_secrets(f"{provider}: {message}" + (f" [{request}]" if request else "")))
 
 
 class ProviderHTTPError(ProviderError):
@@ -409,7 +410,8 @@ class ApiHttp:
         status = response.status_code
         if response.is_success:
             return
-        excerpt = self.scrub(response.text[:300].strip())
+        # Scrubbed before it is cut, so that a cut cannot leave half a token unrecognised.
+        excerpt = self.scrub(response.text[:ERROR_BODY_BYTES]).strip()[:300]
         if status >= 500 and not safe_to_repeat:
             # A create request the server failed may still have made (and will bill) its task.
             raise AnswerLost(
