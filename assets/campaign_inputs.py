@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from assets.publish import read_manifest_row
-from resources.csv_report import csv_report
+from resources.csv_report import bounded, csv_report
 from resources.sources import read_source
 from resources.storage import StorageError, StorageResource, parent_of, resolve_relative
 from videokit.campaign_spec import CampaignSpec, TextSlot, check_columns, load_spec
@@ -24,6 +24,7 @@ LOGO_CACHE_BYTES = 256 * MiB  # distinct logo bytes one campaign holds; 20 spell
 LOGO_SPELLINGS = 100_000
 RECIPIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 REJECT_COLUMNS = ["row", "recipient_id", "field", "reason"]
+ECHO_CHARS = 80  # of a rejected value quoted back in its reject
 
 
 class CampaignError(RuntimeError):
@@ -101,7 +102,8 @@ def validate_recipients(spec: CampaignSpec, frame: pd.DataFrame, source: str, si
             contents, row_hash = slot_contents(spec, values, image)
             accepted.append(Recipient(row, rid, contents, row_hash))
         else:
-            rejects.append(Reject(row, rid, *(problem or (spec.id_column, f"duplicate of row {seen[rid]}"))))
+            field, reason = problem or (spec.id_column, f"duplicate of row {seen[rid]}")
+            rejects.append(Reject(row, bounded(rid, ECHO_CHARS), field, bounded(reason)))
     return accepted, rejects
 
 
@@ -147,7 +149,7 @@ def recipient_problem(spec: CampaignSpec, values: dict[str, str], rid: str, dupl
                       sizes: dict[str, tuple[int, int]], image) -> tuple[str, str] | None:
     """(field, reason) of the first thing wrong with a row, or None."""
     if not RECIPIENT_ID.match(rid):
-        return spec.id_column, f"{rid!r} is not a recipient id ([A-Za-z0-9_-], 1-64 characters)"
+        return spec.id_column, f"{bounded(rid, ECHO_CHARS)!r} is not a recipient id ([A-Za-z0-9_-], 1-64 characters)"
     if duplicate_of is not None:
         return spec.id_column, f"duplicate of row {duplicate_of}"
     missing = [name for name in spec.used_columns() if not values.get(name)]
