@@ -9,8 +9,9 @@ Targets: 0 crashes, 0 outside reads, every input under 2 s and 300 MB.
 The corpus: every source-policy case (tests/hostile_sources.py) through every reader (catalog packshots,
 brand-kit logos, campaign recipients, template and logos, training images, and the policy itself with
 loopback opened for the slow-drip and huge-body servers), S3 names against a real SeaweedFS, two 400 MB
-bodies at once, 20 spellings of one logo, and, where those parsers exist, YAML alias bombs and formula
-cells in rejects reports.
+bodies at once, 20 spellings of one logo, catalog drops under hostile S3 keys (`#`, `?`, `//`, `%`, dot
+segments; one sensor tick each, no other object may change), and, where those parsers exist, YAML alias bombs
+and formula cells in rejects reports.
 
     .venv/bin/python bench/hostile.py [--deadline-s 1.5] [--out bench/results/hostile.json]
 """
@@ -65,7 +66,7 @@ SECRET = b"SENTINEL-OUTSIDE-THE-POLICY"
 class Outcome:
     reader: str
     input: str
-    outcome: str  # refused | read | crash
+    outcome: str  # refused | handled (processed, bad rows reported) | read | crash
     reason: str
     seconds: float
     peak_mb: float
@@ -105,7 +106,7 @@ def measure(reader: str, name: str, run: Callable[[], str | None]) -> Outcome:
     with RssSampler() as rss:
         try:
             reason = run()
-            outcome = "read" if reason is None else "refused"
+            outcome = "read" if reason is None else "handled" if reason.startswith("handled:") else "refused"
         except REFUSALS as error:
             outcome, reason = "refused", str(error)
         except Exception as error:  # noqa: BLE001 - a crash is what this benchmark counts
@@ -246,6 +247,45 @@ def extra_corpus(tmp: Path) -> list[tuple[str, str, Callable]]:
     return inputs
 
 
+def drop_key_inputs(s3, tmp: Path) -> list[tuple[str, str, Callable]]:
+    """Catalog drops under hostile S3 keys, one sensor tick each: no other object may change."""
+    import dagster as dg
+
+    from pipelines.sensors import new_sku_drops
+    from tests.pipelines.fixtures import BRANDS_YAML, ROWS, catalog_csv, write_packshots
+
+    client, bucket = s3.client(), "hostile-zone"
+    client.create_bucket(Bucket=bucket)
+    for name, path in write_packshots(tmp / "shots").items():
+        client.put_object(Bucket=bucket, Key=f"drops/packshots/{name}", Body=path.read_bytes())
+    victim = catalog_csv(ROWS["HERO-1"]).encode()
+    client.put_object(Bucket=bucket, Key="drops/victim.csv", Body=victim)
+    (tmp / "drop-brands.yaml").write_text(BRANDS_YAML)
+    storage = StorageResource(root=str(tmp / "drop-data"))
+    state = {"cursor": None, "instance": dg.DagsterInstance.ephemeral()}
+
+    def run(key: str | None) -> str | None:
+        os.environ["SKUVID_DROP_ZONE"] = f"s3://{bucket}/drops/"
+        os.environ["SKUVID_BRANDS"] = str(tmp / "drop-brands.yaml")
+        try:
+            if key is not None:
+                client.put_object(Bucket=bucket, Key=key, Body=catalog_csv(ROWS["BULK-2"], "bad*id,X,c,fresh,p.png,hero,,"))
+            context = dg.build_sensor_context(instance=state["instance"], cursor=state["cursor"],
+                                              resources={"storage": storage})
+            result = new_sku_drops(context)
+            state["cursor"] = getattr(result, "cursor", None) or state["cursor"]
+            if client.get_object(Bucket=bucket, Key="drops/victim.csv")["Body"].read() != victim:
+                return "returned bytes it should not have: drops/victim.csv was overwritten"
+            return f"handled: one tick, {type(result).__name__}; no other object changed"
+        finally:
+            del os.environ["SKUVID_DROP_ZONE"], os.environ["SKUVID_BRANDS"]
+
+    run(None)  # the first tick ingests drops/victim.csv and pays the one-off imports and set-up
+    keys = ["drops/victim.csv#x.csv", "drops/victim.csv?x=1.csv", "drops//p.csv", "drops/100%41.csv",
+            "drops/a b ü€.csv", "drops/%2e%2e/p.csv", "drops/a%2Fb/p#1.csv"]
+    return [("drop sensor", f"key {key!r}", lambda key=key: run(key)) for key in keys]
+
+
 def _refusal(read: Callable, text: str) -> str | None:
     try:
         read(text)
@@ -304,6 +344,7 @@ def main() -> None:
         inputs.append(("source policy", "two 400 MB bodies at once", two_huge_bodies(opened, loopback_open)))
         inputs.append(("campaign logo", "20 spellings of one 12 MB logo", logo_spellings(folder)))
         inputs += extra_corpus(tmp)
+        inputs += drop_key_inputs(s3, tmp)
 
         for reader, name, run in inputs:
             results.append(measure(reader, name, run))
@@ -323,6 +364,7 @@ def main() -> None:
     summary = {
         "inputs_tried": len(results),
         "refused_with_reason": sum(r.outcome == "refused" and bool(r.reason) for r in results),
+        "handled_and_reported": sum(r.outcome == "handled" for r in results),
         "read": sum(r.outcome == "read" for r in results),
         "crashes": len(crashes),
         "outside_reads_or_fetches": outside,
