@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from videokit.brand import ASPECTS
-from videokit.images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, open_image, pixel_digest
+from videokit.images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, digest_image
 
 REQUIRED_COLUMNS = ("sku_id", "title", "category", "brand", "image", "tier")
 OPTIONAL_COLUMNS = {"prompt": "", "aspect": "16:9"}
@@ -217,17 +217,16 @@ def jsonl_frame(data: bytes, name: str) -> pd.DataFrame:
 
 def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
     """Raise ValueError saying what is wrong with an image, else describe it by its upright pixels."""
-    image = open_image(data, max_pixels=max_pixels, formats=IMAGE_FORMATS)
-    width, height = image.size
+    image_format, (width, height), digest = digest_image(data, max_pixels=max_pixels, formats=IMAGE_FORMATS)
     if min(width, height) < MIN_IMAGE_SIDE:
         raise ValueError(f"image is {width}x{height}, smaller than {MIN_IMAGE_SIDE} px on a side")
-    return CheckedImage(pixel_digest(image), image.format, width, height, data)
+    return CheckedImage(digest, image_format, width, height, data)
 
 
 def check_logo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
     """A brand-kit logo checked like a packshot (formats, pixel limit, full decode), small sizes allowed."""
-    image = open_image(data, max_pixels=max_pixels, formats=IMAGE_FORMATS)
-    return CheckedImage(pixel_digest(image), image.format, image.width, image.height, data)
+    image_format, (width, height), digest = digest_image(data, max_pixels=max_pixels, formats=IMAGE_FORMATS)
+    return CheckedImage(digest, image_format, width, height, data)
 
 
 def content_hash(row: Mapping[str, str], image_sha256: str, brand_fingerprint: str) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from assets.publish import read_manifest_row
 from resources.sources import read_source
 from resources.storage import StorageError, StorageResource, parent_of
-from videokit.images import ImageRejected, open_image, pixel_digest
+from videokit.images import ImageRejected, digest_image
 from videokit.module_assembly import AssemblySettings
 from videokit.narration import EspeakSpeech, VoiceUnknown
 from videokit.personalize import MAX_IMAGE_PIXELS
@@ -110,13 +110,13 @@ def resolve_visuals(script: ModuleScript, base: str, storage: StorageResource, l
                 problems.append((scene.visual_line, f"image: {error}{hint}"))
                 continue
             try:  # checked here, so a bad picture is reported with its line before anything renders
-                picture = open_image(data, max_pixels=MAX_IMAGE_PIXELS)
+                _, _, digest = digest_image(data, max_pixels=MAX_IMAGE_PIXELS)
             except ImageRejected as error:
                 problems.append((scene.visual_line, f"image: {visual.uri}: {error}"))
                 continue
             # Identified by its upright pixels: a re-tagged copy of the same picture does not re-render the module.
             visuals.append(
-                SceneVisual("picture", {"image": pixel_digest(picture), "title": visual.title}, image=data)
+                SceneVisual("picture", {"image": digest, "title": visual.title}, image=data)
             )
         elif isinstance(visual, SkuVisual):
             try:

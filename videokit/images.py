@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError, WebPImagePlugin
 
@@ -19,6 +22,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # Bump when the canonical pixel form below changes: every content hash built on it changes with it.
 PIXEL_HASH_VERSION = "pixels-v1"
 HASH_STRIP_ROWS = 256
+# Decoded pixels all threads may hold at once (about 4 bytes each): the memory bound of parallel intake.
+DECODE_BUDGET_PIXELS = 80_000_000
 
 # Opening the format's own image class reads only the header and, unlike Image.open, does not apply
 # Pillow's process-wide bomb limit first, so our own limit, with its own reason, decides.
@@ -52,8 +57,61 @@ def _other_format(data: bytes) -> str | None:
         return None
 
 
+class PixelBudget:
+    """Decoded pixels held at once by threads that open images; a thread waits until its image fits.
+
+    Intake decodes on many threads, and bytes say little about pixels (a flat 40 MP PNG is a few hundred KB),
+    so the source policy's byte budget alone would let 16 threads hold 16 x 160 MB of decoded RGBA.
+    """
+
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
+        self.changed = threading.Condition()
+
+    @contextmanager
+    def holding(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.total)  # one image over the budget still runs, alone
+        with self.changed:
+            self.changed.wait_for(lambda: self.used + pixels <= self.total)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.used -= pixels
+                self.changed.notify_all()
+
+
+DECODING = PixelBudget(DECODE_BUDGET_PIXELS)
+
+
 def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, formats: tuple[str, ...] = ALLOWED_FORMATS) -> Image.Image:
     """The decoded, upright image in `data`; raises ImageRejected saying what is wrong with it."""
+    with DECODING.holding(header_pixels(data)):
+        return _open_image(data, max_pixels=max_pixels, formats=formats)
+
+
+def digest_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 formats: tuple[str, ...] = ALLOWED_FORMATS) -> tuple[str, str, tuple[int, int]]:
+    """(format, upright size, pixel digest) of an image, its decoded pixels held within the decode budget."""
+    with DECODING.holding(header_pixels(data)):
+        image = _open_image(data, max_pixels=max_pixels, formats=formats)
+        return image.format, image.size, pixel_digest(image)
+
+
+def header_pixels(data: bytes) -> int:
+    """Pixels the image will decode to, from its header (0 when the header is unreadable: nothing is decoded)."""
+    image_format = sniff_format(data)
+    if image_format is None:
+        return 0
+    try:
+        width, height = _OPENERS[image_format](io.BytesIO(data)).size
+    except Exception:  # noqa: BLE001 - the real open says what is wrong
+        return 0
+    return width * height
+
+
+def _open_image(data: bytes, *, max_pixels: int, formats: tuple[str, ...]) -> Image.Image:
     if not data:
         raise ImageRejected("image is empty (0 bytes)")
     image_format = sniff_format(data)

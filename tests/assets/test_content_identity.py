@@ -3,7 +3,9 @@ whatever its EXIF says, and refused by its size when it is a decompression bomb.
 
 import io
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -14,9 +16,10 @@ from assets.catalog import CATALOG_KEY, CatalogFileError, ingest_catalog, load_b
 from assets.keyframes import product_reference
 from resources.generators.cpu import open_image as open_packshot
 from resources.storage import StorageResource
+from videokit import images
 from videokit.brand import BrandKit
 from videokit.compose import compose_keyframe
-from videokit.images import ImageRejected, open_image, pixel_digest
+from videokit.images import ImageRejected, PixelBudget, open_image, pixel_digest
 from videokit.personalize import OverlayError
 from videokit.personalize import open_image as open_overlay_image
 
@@ -204,3 +207,32 @@ def test_case_variant_of_a_catalog_sku_updates_it_under_the_catalog_spelling(fol
     rows = pd.read_parquet(io.BytesIO(storage.read_bytes(CATALOG_KEY)))
     assert list(rows["sku_id"]) == ["HERO-1"] and list(rows["title"]) == ["Big mug"]
     assert first.accepted["content_hash"].iloc[0] != edited.accepted["content_hash"].iloc[0]
+
+
+def test_threads_never_hold_more_decoded_pixels_than_the_budget():
+    budget = PixelBudget(100)
+    held, peak, lock = [0], [0], threading.Lock()
+
+    def decode(pixels: int) -> None:
+        with budget.holding(pixels):
+            with lock:
+                held[0] += min(pixels, 100)
+                peak[0] = max(peak[0], held[0])
+            time.sleep(0.01)
+            with lock:
+                held[0] -= min(pixels, 100)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(decode, [60, 30, 500, 60, 10, 40, 60, 30] * 3))  # 500: over the budget, runs alone
+    assert peak[0] <= 100 and budget.used == 0
+
+
+def test_intake_under_a_tight_decode_budget_still_checks_every_image(folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "DECODING", PixelBudget(320 * 240))  # one packshot at a time
+    for index in range(6):
+        changed = packshot()
+        changed.putpixel((0, 0), (index, 0, 0))
+        (folder / f"p{index}.png").write_bytes(encoded(changed, "PNG"))
+    rows = "".join(f"S-{i},Mug,kitchen,acme,p{i}.png,bulk,,\n" for i in range(6))
+    report = ingest(folder, HEADER + rows, StorageResource(root=str(tmp_path / "d")))
+    assert report.validated.rejects == [] and len(set(report.accepted["content_hash"])) == 6
