@@ -141,8 +141,10 @@ def encode_clip(
     pix_fmt: str = "yuv420p",
     faststart: bool = True,
     container_format: str = "mp4",
+    crf: str = "20",
+    preset: str = "veryfast",
 ) -> bytes:
-    """CRF 20 veryfast H.264 at FPS, as the pipeline encodes."""
+    """H.264 at FPS; by default CRF 20 veryfast, as the pipeline encodes."""
     height, width = frames[0].shape[:2]
     # The faststart pass re-reads the finished file to move moov forward, so it needs a real path.
     with tempfile.TemporaryDirectory() as folder:
@@ -151,7 +153,7 @@ def encode_clip(
         with av.open(str(path), mode="w", format=container_format, options=options) as container:
             stream = container.add_stream("libx264", rate=FPS)
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-            stream.options = {"crf": "20", "preset": "veryfast"}
+            stream.options = {"crf": crf, "preset": preset}
             for frame in frames:
                 container.mux(stream.encode(video_frame(frame, pix_fmt)))
             container.mux(stream.encode())

@@ -1,12 +1,14 @@
 import dataclasses
+import io
 import struct
 import time
 
+import av
 import cv2
 import numpy as np
 import pytest
 
-from tests.videokit import clipfactory
+from tests.videokit import clipfactory, qa_corpus
 from videokit.probe import is_faststart, top_level_boxes
 from videokit.qa import (
     CheckOutcome,
@@ -92,6 +94,49 @@ def test_broken_clip_fails_only_its_check_group(case):
         }
         print(f"{case} ({preset}) fails {failed}")
         assert list(failed) == [expected_failure], f"{case} ({preset}) fails {failed}"
+
+
+CORPUS = {clip.name: clip for clip in qa_corpus.corpus()}
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_calibration_corpus_good_clips_pass_and_each_defect_fails_only_its_check(name):
+    clip = CORPUS[name]
+    sample = clip.build()
+    scores = measure(sample)
+
+    expected = [] if clip.fails is None else [clip.fails]
+    for preset, thresholds in PRESETS.items():
+        failed = {o.name: o.summary for o in judge(scores, thresholds) if not o.passed}
+        assert list(failed) == expected, f"{name} ({preset}) fails {failed}"
+
+
+def luma_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return cv2.PSNR(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY))
+
+
+def test_smooth_seamless_provider_push_in_passes_hero_on_its_first_take():
+    """The clip the default prompt asks providers for: a steady 4 % push-in over 4 s, played there and back,
+    coded as a provider delivers it; its seam is coding noise only."""
+    positions = qa_corpus.loop_positions("there_and_back", 4 * clipfactory.FPS)
+    keyframe = clipfactory.product_scene().keyframe()
+    frames = [qa_corpus.camera(keyframe, zoom=0.04 * p) for p in positions]
+    data = qa_corpus.encoded(frames, "provider")
+    decoded = [frame.to_ndarray(format="rgb24") for frame in av.open(io.BytesIO(data)).decode(video=0)]
+    scores = measure(clipfactory.SampleClip(data, clipfactory.references(clipfactory.product_scene())))
+
+    seam_psnr = luma_psnr(decoded[-1], decoded[0])
+    assert seam_psnr > 38.0 and seam_psnr > luma_psnr(decoded[1], decoded[2]) - 3.0
+    assert scores.motion_mean < 0.2  # slower than any CPU-tier loop
+    assert [o.summary for o in judge(scores, QAThresholds.hero()) if not o.passed] == []
+
+
+def test_seam_ratio_ignores_a_still_span():
+    """A clip that stops for a while fails as frozen, not as a seam: the still steps are not 'typical'."""
+    scores = measure(qa_corpus.frozen_span_clip())
+
+    assert scores.loop_seam_ratio < 1.5
+    assert scores.longest_frozen_s > QAThresholds.bulk().max_frozen_s
 
 
 def test_failure_summary_says_what_failed_and_by_how_much():
@@ -265,3 +310,47 @@ def test_blurred_keyframe_fails_sharpness():
 def test_measure_keyframe_rejects_non_rgb():
     with pytest.raises(ValueError, match="H,W,3 uint8"):
         measure_keyframe(np.zeros((720, 1280), np.uint8), expected_size=(1280, 720))
+
+
+def plain_box_keyframe_scores(packshot: np.ndarray, kit_colors=("#F4EFE8", "#D8CCBC")):
+    """A packshot through the CPU tier's compose onto a studio background, scored as the keyframe asset does."""
+    from PIL import Image
+
+    from assets.keyframes import product_reference
+    from videokit.brand import BrandKit
+    from videokit.compose import compose_keyframe, render_background
+
+    kit = BrandKit.from_dict("plain", {"display_name": "Plain", "background": {"style": "studio", "colors": list(kit_colors)},
+                                       "palette": {"accent": "#1F4E5F", "text": "#1B1B1B"}})
+    size = (clipfactory.WIDTH, clipfactory.HEIGHT)
+    layers = compose_keyframe(Image.fromarray(packshot), kit, size)
+    return layers, lambda image: measure_keyframe(
+        image, expected_size=size, product_reference=product_reference(layers),
+        product_mask=layers.product_mask(), brand_background=render_background(kit, size))
+
+
+def plain_blue_box_packshot() -> np.ndarray:
+    packshot = np.full((600, 600, 3), 255, np.uint8)
+    packshot[150:450, 120:480] = (175, 200, 245)  # pale blue: soft edges against a light studio sweep
+    return packshot
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_plain_product_keyframe_is_sharp_against_its_own_packshot(preset):
+    layers, score = plain_box_keyframe_scores(plain_blue_box_packshot())
+    scores = score(layers.flatten())
+    outcomes = {o.name: o for o in judge_keyframe(scores, PRESETS[preset])}
+
+    assert scores.sharpness < QAThresholds.hero().min_keyframe_sharpness  # the old absolute hero floor failed it
+    assert outcomes["keyframe_sharpness"].passed, outcomes["keyframe_sharpness"].summary
+    assert all(o.passed for o in outcomes.values()), {n: o.summary for n, o in outcomes.items()}
+
+
+def test_blurred_product_with_a_printed_label_fails_sharpness():
+    packshot = plain_blue_box_packshot()
+    cv2.putText(packshot, "SKUVID", (150, 320), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (250, 250, 250), 5)
+    layers, score = plain_box_keyframe_scores(packshot)
+    failed = {o.name: o.summary for o in judge_keyframe(score(cv2.GaussianBlur(layers.flatten(), (0, 0), 2.0)),
+                                                        QAThresholds.hero()) if not o.passed}
+
+    assert "product sharpness ratio" in failed["keyframe_sharpness"]
