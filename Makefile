@@ -1,34 +1,51 @@
 # skuvid: `make demo` and `make test` work on a fresh machine (they set everything up first).
+# The environment is CPU-only by default; `make demo GPU=1` adds the `gpu` extra (torch, diffusers, ...).
+# `make test` always has it: the GPU providers' tests run real diffusers code on tiny models, on the CPU.
 PYTHON ?= python3
+GPU ?= 0
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
+SAMPLES := samples/packshots/.made samples/campaign/template.mp4 samples/training/images/.made
+INSTANCE := $(DAGSTER_HOME)/dagster.yaml
+ENV_FOR_RUN := $(VENV)/.installed $(if $(filter 1,$(GPU)),$(VENV)/.installed-gpu)
 
-.PHONY: setup samples instance demo test dev check bench bench-gpu bench-scale bench-campaign bench-training clean
+.PHONY: setup demo test dev check bench bench-gpu bench-scale bench-campaign bench-training clean
 
-setup: $(VENV)/.installed samples instance
+setup: $(ENV_FOR_RUN) $(SAMPLES) $(INSTANCE)
 
 $(VENV)/.installed: pyproject.toml
 	bash scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-gpu: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev,gpu]'
 	touch $@
 
-samples: $(VENV)/.installed
+# File targets: set-up runs once and `make dev` or a second `make demo` reuse what it made.
+samples/packshots/.made: samples/make_samples.py samples/catalog.csv samples/brands.yaml | $(VENV)/.installed
 	$(BIN)/python samples/make_samples.py
-	$(BIN)/python samples/campaign/make_campaign_samples.py
-	$(BIN)/python samples/training/make_training_samples.py
+	touch $@
 
-instance: $(VENV)/.installed
+samples/campaign/template.mp4: samples/campaign/make_campaign_samples.py | $(VENV)/.installed
+	$(BIN)/python samples/campaign/make_campaign_samples.py
+
+samples/training/images/.made: samples/training/make_training_samples.py | $(VENV)/.installed
+	$(BIN)/python samples/training/make_training_samples.py
+	touch $@
+
+$(INSTANCE): dagster.yaml | $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/skuvid setup-instance
+	cp dagster.yaml $@
+	$(BIN)/skuvid setup-instance || { rm -f $@; exit 1; }
 
 demo: setup
 	$(BIN)/skuvid demo
 
-test: setup
+test: $(VENV)/.installed-gpu $(SAMPLES) $(INSTANCE)
 	$(BIN)/pytest -q
 
 dev: setup

@@ -80,7 +80,7 @@ def load_template(spec: CampaignSpec, spec_uri: str, storage: StorageResource) -
         raise CampaignError(f"{spec_uri}: template.sku: SKU {template.sku!r} has no published clip yet "
                             "(materialize published_video for it first)")
     try:
-        key = storage.key_of(str(row["video_url"]))
+        key = str(row.get("video_key") or "") or storage.key_of(str(row["video_url"]))
         return storage.read_bytes(key) if key else read_source(str(row["video_url"]))
     except StorageError as error:
         raise CampaignError(f"{spec_uri}: template.sku: {error}") from None

@@ -13,6 +13,7 @@ from pydantic import Field
 from assets.catalog import read_catalog, sku_catalog
 from assets.clips import CLIP_PROVIDERS
 from assets.cost_estimate import Capacity, Estimate, estimate_backfill, load_policy
+from assets.emulation import EMULATED_SCOPE
 from assets.keyframes import KEYFRAME_PROVIDERS
 from resources.ledger import LedgerResource
 from resources.pricing import PricesResource
@@ -71,10 +72,12 @@ def cost_estimate(config: EstimateConfig, storage: StorageResource, prices: Pric
 
 
 def charges_frame(ledger: LedgerResource, catalog: pd.DataFrame) -> pd.DataFrame:
+    """Every charge in the ledger; `emulated` marks list prices booked for an emulator's work (no money spent)."""
     frame = pd.DataFrame([asdict(c) for c in ledger.charges()],
                          columns=["job_key", "provider", "usd", "day", "scopes", "sku_id", "created_at"])
     tiers = dict(zip(catalog["sku_id"], catalog["tier"], strict=True))
     frame["tier"] = [tiers.get(sku, "unknown") for sku in frame["sku_id"]]
+    frame["emulated"] = [EMULATED_SCOPE in (scopes or ()) for scopes in frame["scopes"]]
     return frame
 
 
@@ -132,10 +135,18 @@ def cost_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     resources = context.resources
     storage: StorageResource = resources.storage
     catalog = read_catalog(storage)
-    frame = charges_frame(resources.ledger, catalog)
+    everything = charges_frame(resources.ledger, catalog)
+    emulated = everything[everything["emulated"]]
+    frame = everything[~everything["emulated"]]
+    emulated_metadata = {"emulated_usd": dg.MetadataValue.float(float(emulated["usd"].sum())),
+                         "emulated_charges": len(emulated)}
+    emulated_note = (f"\n\n{len(emulated)} emulated API jobs (list price ${emulated['usd'].sum():.4f}) are in the "
+                     "ledger and not in these totals: a local emulator did that work and no money was spent."
+                     if len(emulated) else "")
     if frame.empty:
         return dg.MaterializeResult(metadata={"total_usd": dg.MetadataValue.float(0.0), "charges": 0,
-                                              "report": dg.MetadataValue.md("No charges in the ledger yet.")})
+                                              **emulated_metadata,
+                                              "report": dg.MetadataValue.md("No charges in the ledger yet." + emulated_note)})
     per_clip = frame.dropna(subset=["sku_id"]).groupby("sku_id")["usd"].sum()
     chart = cost_chart(frame, per_clip)
     storage.write_bytes(REPORT_CHART_KEY, chart)
@@ -153,11 +164,13 @@ def cost_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     report = "\n\n".join(f"**{title}**\n\n{part.round(6).to_markdown()}" for title, part in sections.items())
     if comparison:
         report += "\n\n**Last backfill: estimate against actual**\n\n" + pd.DataFrame([comparison]).round(4).to_markdown(index=False)
+    report += emulated_note
     image = base64.b64encode(chart).decode()
     return dg.MaterializeResult(
         metadata={
             "total_usd": dg.MetadataValue.float(float(frame["usd"].sum())),
             "charges": len(frame),
+            **emulated_metadata,
             "skus": len(per_clip),
             "usd_per_clip_p50": dg.MetadataValue.float(float(per_clip.quantile(0.5))),
             "usd_per_clip_p90": dg.MetadataValue.float(float(per_clip.quantile(0.9))),

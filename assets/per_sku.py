@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets.artifacts import check_results, metadata_value
+from assets.artifacts import metadata_value
 from assets.partitions import sku_partitions
 from videokit.qa import CheckOutcome
 
@@ -87,13 +87,31 @@ def add_sku_metadata(context: dg.AssetExecutionContext, asset: str, sku_id: str,
     )
 
 
+def check_evaluations(asset: str, sku_id: str, checks: list[CheckOutcome], *, blocking: bool
+                      ) -> Iterator[dg.AssetCheckEvaluation]:
+    """The SKU's check results, each tied to its partition so the UI's check history shows the SKU."""
+    for check in checks:
+        yield dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(asset),
+            check_name=check.name,
+            passed=check.passed,
+            metadata={k: metadata_value(v) for k, v in check.scores.items()},
+            description=check.summary,
+            severity=dg.AssetCheckSeverity.ERROR,
+            blocking=blocking,
+            partition=sku_id,
+        )
+
+
 def run_per_sku(
     context: dg.AssetExecutionContext, asset: str, check_names: list[str], step: Callable[[str], SkuOutcome]
 ) -> Iterator:
     keys = context.partition_keys
     if len(keys) == 1:
+        # AssetCheckResult carries no partition; an evaluation does, and blocking still fails the step.
         outcome = step(keys[0])
-        yield dg.MaterializeResult(metadata=outcome.metadata, check_results=check_results(asset, outcome.checks))
+        yield dg.MaterializeResult(metadata=outcome.metadata)
+        yield from check_evaluations(asset, keys[0], outcome.checks, blocking=True)
         return
     failed = 0
     for key in keys:
@@ -104,18 +122,8 @@ def run_per_sku(
             outcome = failed_outcome(error, check_names)
         failed += not all(c.passed for c in outcome.checks) or outcome.metadata.get("status") == "error"
         add_sku_metadata(context, asset, key, outcome.metadata)
-        for check in outcome.checks:
-            # Not blocking here: the gate is per SKU (publish refuses a SKU whose clip failed QA),
-            # so one bad SKU does not stop the other SKUs of the batch.
-            yield dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey(asset),
-                check_name=check.name,
-                passed=check.passed,
-                metadata={k: metadata_value(v) for k, v in check.scores.items()},
-                description=check.summary,
-                severity=dg.AssetCheckSeverity.ERROR,
-                blocking=False,
-                partition=key,
-            )
+        # Not blocking here: the gate is per SKU (publish refuses a SKU whose clip failed QA),
+        # so one bad SKU does not stop the other SKUs of the batch.
+        yield from check_evaluations(asset, key, outcome.checks, blocking=False)
     context.log.info(f"{asset}: {len(keys) - failed} of {len(keys)} SKUs passed, {failed} failed")
     yield dg.MaterializeResult()

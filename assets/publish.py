@@ -2,9 +2,14 @@
 
 The manifest is a Parquet dataset with one file per SKU (`published/manifest/{sku}.parquet`), so concurrent
 runs never race on one shared file; a storefront reads the folder as one table.
+
+`video_url` and `poster_url` are relative to the published root (`SKU-1/<hash>.mp4`), so the folder can be
+served by any static server, moved or synced to a CDN; with `SKUVID_PUBLIC_BASE_URL` set they are absolute
+URLs under that base. `video_key` and `poster_key` are the storage keys the pipeline itself reads.
 """
 
 import io
+import os
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -21,10 +26,19 @@ from videokit.brand import CLIP_SIZES
 from videokit.qa import CheckOutcome, ClipScores, judge_clip
 
 MANIFEST_PREFIX = "published/manifest"
+PUBLISHED_ROOT = "published"
+PUBLIC_BASE_URL_ENV = "SKUVID_PUBLIC_BASE_URL"
 MANIFEST_COLUMNS = [
-    "sku_id", "title", "tier", "content_hash", "video_url", "poster_url", "duration_s", "width", "height",
-    "bytes", "provider", "model", "cost_usd", "qa_summary", "published_at",
+    "sku_id", "title", "tier", "content_hash", "video_url", "poster_url", "video_key", "poster_key", "duration_s",
+    "width", "height", "bytes", "provider", "model", "emulated", "cost_usd", "qa_summary", "published_at",
 ]
+
+
+def public_url(key: str) -> str:
+    """Where a storefront finds a published file: relative to the published root, or under the public base URL."""
+    relative = key.removeprefix(f"{PUBLISHED_ROOT}/")
+    base = os.environ.get(PUBLIC_BASE_URL_ENV, "").strip()
+    return f"{base.rstrip('/')}/{relative}" if base else relative
 
 
 def manifest_key(sku_id: str) -> str:
@@ -62,14 +76,17 @@ def publish_files(
         "title": sku.title,
         "tier": sku.tier,
         "content_hash": sku.content_hash,
-        "video_url": storage.url(video_key),
-        "poster_url": storage.url(poster_key),
+        "video_url": public_url(video_key),
+        "poster_url": public_url(poster_key),
+        "video_key": video_key,
+        "poster_key": poster_key,
         "duration_s": float(scores.duration_s),
         "width": int(scores.width),
         "height": int(scores.height),
         "bytes": len(video),
         "provider": clip_record["cost"]["provider"],
         "model": clip_record["cost"]["model"],
+        "emulated": bool(clip_record["cost"].get("emulated", False)),
         "cost_usd": float(clip_record["cost"]["cost_usd"]) + float(keyframe_record["cost"]["cost_usd"]),
         "qa_summary": f"all {n_checks} clip checks passed",
         "published_at": datetime.now(UTC).isoformat(),
@@ -113,12 +130,15 @@ def published_video(
                 + "; ".join(f"{o.name}: {o.summary}" for o in failed)
             )
         existing = read_manifest_row(storage, sku.sku_id)
-        reused = existing is not None and existing["content_hash"] == sku.content_hash
+        video_key, _ = published_keys(sku)
+        # A row written before the URL settings changed (or by an older release) is written again.
+        reused = (existing is not None and existing["content_hash"] == sku.content_hash
+                  and existing.get("video_url") == public_url(video_key) and "emulated" in existing)
         with measure_usage() as usage:
             row = existing if reused else publish_files(storage, sku, clip_record, keyframe_record, scores, len(outcomes))
         own_cost = prices.table.cost(provider="publish", model="copy", cpu_s=usage.cpu_s, wall_s=usage.wall_s)
         in_manifest = CheckOutcome(
-            "published_video_in_manifest", True, f"published {row['video_url']}", {"bytes": int(row["bytes"])}
+            "published_video_in_manifest", True, f"published {row['video_key']}", {"bytes": int(row["bytes"])}
         )
         return SkuOutcome(
             metadata={
@@ -126,10 +146,12 @@ def published_video(
                 "status": "published",
                 "video_cost_usd": dg.MetadataValue.float(float(row["cost_usd"])),
                 "clip_provider": row["provider"],
+                "clip_emulated": bool(row["emulated"]),
                 "content_hash": sku.content_hash,
                 "bytes": dg.MetadataValue.int(int(row["bytes"])),
-                "video": dg.MetadataValue.url(row["video_url"]),
-                "poster": dg.MetadataValue.url(row["poster_url"]),
+                "video": dg.MetadataValue.url(storage.url(row["video_key"])),
+                "poster": dg.MetadataValue.url(storage.url(row["poster_key"])),
+                "public_video_url": row["video_url"],
             },
             checks=[in_manifest],
         )

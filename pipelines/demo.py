@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -14,12 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from assets.catalog import read_catalog
-from assets.publish import read_manifest
+from assets.costs import cost_report
+from assets.publish import PUBLISHED_ROOT, read_manifest
 from pipelines.definitions import build_definitions
 from pipelines.instance import apply_pool_limits
 from pipelines.resources import api_settings, build_resources
 from resources.emulators import start_emulators
-from resources.emulators.presenters import start_presenter_emulators
 from resources.storage import StorageResource
 
 
@@ -34,6 +33,7 @@ class SkuOutcome:
     cost_usd: float
     seconds: float
     reused: bool
+    emulated: bool = False
 
 
 def checks_summary(result: dg.ExecuteInProcessResult, asset: str) -> str:
@@ -52,8 +52,8 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> d
 # The demo prints its own table; Dagster's per-event lines would bury it (they stay in the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_CAMPAIGN = ("spring-welcome-demo", "samples/campaign/demo.yaml")
-EMULATED_LEDGER = "sqlite:///.data/ledger-emulated-apis.sqlite"
 DEMO_MODULE = ("quick-start", "samples/training/quick-start.md")
+CLIP_APIS = ("runway", "kling", "pika")
 
 
 def render_sku(defs: dg.Definitions, instance: dg.DagsterInstance, sku_id: str) -> SkuOutcome:
@@ -78,9 +78,11 @@ def render_sku(defs: dg.Definitions, instance: dg.DagsterInstance, sku_id: str) 
         provider=str(clip_meta.get("provider", "-")),
         keyframe_qa=checks_summary(result, "keyframe"),
         clip_qa=checks_summary(result, "clip"),
-        cost_usd=float(keyframe_meta.get("original_cost_usd", 0.0)) + float(clip_meta.get("original_cost_usd", 0.0)),
+        # What this run spent: a reused artifact costs 0 here, as in its metadata and the ledger.
+        cost_usd=float(keyframe_meta.get("cost_usd", 0.0)) + float(clip_meta.get("cost_usd", 0.0)),
         seconds=seconds,
         reused=bool(clip_meta.get("reused", False)),
+        emulated=bool(clip_meta.get("emulated", False)),
     )
 
 
@@ -122,15 +124,22 @@ def render_training(defs: dg.Definitions, instance: dg.DagsterInstance, console:
     )
 
 
+def clip_origin(row) -> str:
+    """Who made the clip, in words a viewer cannot mistake: emulator output is never shown as the provider's."""
+    if bool(getattr(row, "emulated", False)):
+        return f"placeholder from a local {row.provider} emulator, no money spent"
+    return f"{row.provider}, {row.model}, ${row.cost_usd:.5f}"
+
+
 def write_gallery(storage: StorageResource) -> Path | None:
-    """A page that plays every published clip in a loop, for a quick look in a browser (local storage only)."""
-    if storage.root.startswith("s3://"):
-        return None
+    """`published/index.html`: every published clip playing in a loop. Its links are the manifest's URLs, which
+    are relative to the published root (or under the public base URL), so the folder works from disk, from any
+    static server and from a CDN."""
     manifest = read_manifest(storage)
     cards = "\n".join(
         f'<figure><video src="{html.escape(row.video_url)}" poster="{html.escape(row.poster_url)}" autoplay loop muted '
-        f'playsinline></video><figcaption>{html.escape(row.sku_id)} - {html.escape(row.title)} ({row.provider}, '
-        f"${row.cost_usd:.5f})</figcaption></figure>"
+        f'playsinline></video><figcaption>{html.escape(row.sku_id)} - {html.escape(row.title)} '
+        f"({html.escape(clip_origin(row))})</figcaption></figure>"
         for row in manifest.sort_values("sku_id").itertuples()
     )
     page = (
@@ -138,27 +147,30 @@ def write_gallery(storage: StorageResource) -> Path | None:
         "background:#222;color:#eee}figure{display:inline-block;margin:8px;vertical-align:top}video{max-width:420px;"
         f"max-height:420px;display:block}}</style><h1>Published videos</h1>{cards}"
     )
-    storage.write_bytes("published/index.html", page.encode())
-    return Path(storage.url("published/index.html").removeprefix("file://"))
+    storage.write_bytes(f"{PUBLISHED_ROOT}/index.html", page.encode())
+    if storage.root.startswith("s3://"):
+        return None
+    return Path(storage.url(f"{PUBLISHED_ROOT}/index.html").removeprefix("file://"))
 
 
 def demo_definitions(stack: ExitStack, console: Console) -> dg.Definitions:
-    """The project's definitions; API providers with no key set point at local emulators, and the demo says so."""
-    unset = [name for name, fields in api_settings().items() if not any(k in fields for k in ("api_key", "access_key"))]
+    """The project's definitions; clip APIs with no key set point at local emulators, and the demo says so.
+
+    Presenters are never emulated here: a cartoon from an emulator must not narrate as if HeyGen or D-ID made it,
+    so without their keys the training module is narrated slides.
+    """
+    settings = api_settings()
+    unset = [name for name in CLIP_APIS if not any(k in settings[name] for k in ("api_key", "access_key"))]
     if not unset:
         return build_definitions()
-    emulators = stack.enter_context(start_emulators())
-    presenters = stack.enter_context(start_presenter_emulators())
-    settings = {**emulators.provider_settings(), **presenters.provider_settings()}
-    # Emulated jobs are booked at list price in a ledger of their own, never with real spending.
-    os.environ["SKUVID_LEDGER_URL"] = EMULATED_LEDGER
+    emulators = stack.enter_context(start_emulators()).provider_settings()
     console.print(
-        f"[yellow]No API key set for {', '.join(unset)}: hero SKUs and presenters routed to them are rendered by local "
-        f"EMULATORS of those APIs on 127.0.0.1 (emulated output, no money spent; list prices are booked in "
-        f"{EMULATED_LEDGER}). Set RUNWAYML_API_SECRET, KLING_ACCESS_KEY/KLING_SECRET_KEY, FAL_KEY, HEYGEN_API_KEY "
-        f"or DID_API_KEY to use the real services.[/]"
+        f"[yellow]No API key set for {', '.join(unset)}: hero SKUs routed to them are rendered by local EMULATORS of "
+        f"those APIs on 127.0.0.1 (placeholder output, no money spent). Their list prices are booked in the ledger "
+        f"as emulated and kept out of real totals. Set RUNWAYML_API_SECRET, KLING_ACCESS_KEY/KLING_SECRET_KEY or "
+        f"FAL_KEY to use the real services; HEYGEN_API_KEY or DID_API_KEY for a presenter in training videos.[/]"
     )
-    return build_definitions(build_resources(api_overrides={name: settings[name] for name in unset}))
+    return build_definitions(build_resources(api_overrides={name: emulators[name] for name in unset}))
 
 
 def run_demo(catalog: str, brands: str, console: Console) -> list[SkuOutcome]:
@@ -194,11 +206,26 @@ def run_demo_with(defs: dg.Definitions, catalog: str, brands: str, console: Cons
     render_campaign(defs, instance, console)
     render_training(defs, instance, console)
     gallery = write_gallery(storage)
+    report = materialize_cost_report(defs, instance)
     total = time.perf_counter() - started
     published = sum(o.status == "published" for o in outcomes)
-    console.print(f"{published}/{len(outcomes)} published in {total:.1f}s; total cost ${sum(o.cost_usd for o in outcomes):.5f}")
-    console.print(f"videos and manifest: {storage.url('published')}")
+    spent = sum(o.cost_usd for o in outcomes if not o.emulated)
+    emulated = sum(o.cost_usd for o in outcomes if o.emulated)
+    console.print(f"{published}/{len(outcomes)} published in {total:.1f}s; SKU videos cost ${spent:.5f} in this run"
+                  + (f" (plus ${emulated:.5f} list price of emulated API clips, not spent)" if emulated else ""))
+    console.print(f"ledger, all runs: ${report.get('total_usd', 0.0):.5f} spent"
+                  f" (+ ${report.get('emulated_usd', 0.0):.5f} emulated) in {report.get('charges', 0)} charges;"
+                  " see cost_report in the UI")
+    console.print(f"videos and manifest: {storage.url(PUBLISHED_ROOT)}")
     if gallery:
         console.print(f"open in a browser: {gallery}")
-    console.print(f"Dagster UI with these runs: DAGSTER_HOME={instance.root_directory} dagster dev -h 127.0.0.1")
+        console.print(f"or serve it: cd {gallery.parent} && python3 -m http.server -b 127.0.0.1 8000")
+    console.print("Dagster UI with these runs: make dev   (open http://127.0.0.1:3000)")
     return outcomes
+
+
+def materialize_cost_report(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
+    """The report of what the ledger holds, so the UI opens on a real chart; its metadata."""
+    result = dg.materialize([cost_report], instance=instance, resources=defs.resources, raise_on_error=False,
+                            run_config=QUIET)
+    return materialization_metadata(result, "cost_report")

@@ -37,6 +37,17 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 T = TypeVar("T")
 UPDATE_ATTEMPTS = 20
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any writer thread exists.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+# mkstemp makes 0600 files; a published file must be readable by a web server's account as the umask allows.
+FILE_MODE = 0o666 & ~_umask()
 LOCK_TIMEOUT_S = 60
 
 
@@ -75,6 +86,7 @@ class LocalStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)

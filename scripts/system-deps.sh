@@ -4,6 +4,8 @@ set -euo pipefail
 needed=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)
 command -v espeak-ng >/dev/null 2>&1 || needed+=(espeak-ng)
+# Debian's Chromium: the gallery test plays every published clip in it (never a downloaded browser build).
+command -v chromium >/dev/null 2>&1 || needed+=(chromium)
 if [ ${#needed[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
