@@ -224,8 +224,17 @@ def key_path(loc: tuple[Any, ...]) -> str:
         elif index >= 2 and isinstance(loc[index - 1], int) and loc[index - 2] == "slots" and part in ("text", "image"):
             continue
         else:
-            out += f".{part}" if out else str(part)
+            name = _shown_key(part)
+            out += f".{name}" if out else name
     return out
+
+
+def _shown_key(part: Any) -> str:
+    """A key as written when it is plain, else quoted (control characters escaped) and cut to 64 characters."""
+    text = str(part)
+    if not text.isprintable() or len(text) > 64:
+        text = repr(text[:64]) + ("..." if len(text) > 64 else "")
+    return text
 
 
 def yaml_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:

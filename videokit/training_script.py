@@ -290,7 +290,8 @@ def _front_matter(lines: list[str], problems: list[tuple[int, str]]) -> tuple[Fr
             path = ".".join(str(part) for part in issue["loc"] if not str(part).startswith("function-"))
             path = path.replace(".str", "").replace(".PresenterSpec", "")
             line = _line_for(path, key_lines, first + 1)
-            problems.append((line, f"{path or 'front matter'}: {_pydantic_message(issue)}"))
+            shown = path if path.isprintable() and len(path) <= 120 else repr(path[:120])
+            problems.append((line, f"{shown or 'front matter'}: {_pydantic_message(issue)}"))
         return None, key_lines, end + 2
     return front, key_lines, end + 2
 
