@@ -6,7 +6,7 @@ Every file those inputs name (packshots, logos, templates, recipients, images, c
 - local paths under the folder of the file that names them, or under a configured root (symlinks are resolved
   before the check; `file://` is a local path like any other); a file named by the operator (config or
   environment, `base=None`) is trusted wherever it lives;
-- `s3://` under the folder of the file that names them, the drop zone, the storage root or a configured prefix;
+- `s3://` under the folder of the file that names them, the drop zone or a configured prefix;
 - `http(s)://` to public addresses only, checked after DNS resolution and on every redirect, the connection
   made to the address that was checked; optionally only listed hosts, only https, plus opened networks.
 
@@ -105,20 +105,37 @@ class SourcePolicy:
         def words(name: str, sep: str = ",") -> tuple[str, ...]:
             return tuple(w.strip() for w in env.get(name, "").split(sep) if w.strip())
 
+        def number(name: str, default: float) -> float:
+            try:
+                value = float(env.get(name, default))
+            except ValueError:
+                raise ValueError(f"{name}={env[name]!r}: expected a number") from None
+            if value <= 0 and name != "SKUVID_SOURCE_MAX_REDIRECTS" or value < 0:
+                raise ValueError(f"{name}={env[name]!r}: expected a positive number")
+            return value
+
+        # The drop zone is opened because its files name their packshots; the storage root is not: it holds other
+        # campaigns' personalized clips, and our own published files are read from storage by key, not by URI.
         prefixes = [s3_prefix(value) for value in words("SKUVID_SOURCE_S3")]
-        prefixes += [s3_prefix(env[name]) for name in ("SKUVID_DROP_ZONE", "SKUVID_STORAGE_ROOT")
-                     if env.get(name, "").startswith("s3://")]
+        if env.get("SKUVID_DROP_ZONE", "").startswith("s3://"):
+            prefixes.append(s3_prefix(env["SKUVID_DROP_ZONE"]))
+        networks = words("SKUVID_SOURCE_OPEN_NETWORKS")
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"SKUVID_SOURCE_OPEN_NETWORKS: {network!r} is not a network (CIDR)") from None
         return cls(
             roots=words("SKUVID_SOURCE_ROOTS", os.pathsep),
             s3_prefixes=tuple(prefixes),
             hosts=tuple(h.lower() for h in words("SKUVID_SOURCE_HOSTS")),
-            open_networks=words("SKUVID_SOURCE_OPEN_NETWORKS"),
+            open_networks=networks,
             https_only=env.get("SKUVID_SOURCE_HTTPS_ONLY", "").lower() in ("1", "true", "yes"),
-            max_redirects=int(env.get("SKUVID_SOURCE_MAX_REDIRECTS", 3)),
-            max_bytes=int(float(env.get("SKUVID_SOURCE_MAX_MB", 64)) * MiB),
-            deadline_s=float(env.get("SKUVID_SOURCE_DEADLINE_S", 20)),
-            max_parallel_fetches=int(env.get("SKUVID_SOURCE_PARALLEL_FETCHES", 4)),
-            max_bytes_in_flight=int(float(env.get("SKUVID_SOURCE_MEMORY_MB", 256)) * MiB),
+            max_redirects=int(number("SKUVID_SOURCE_MAX_REDIRECTS", 3)),
+            max_bytes=int(number("SKUVID_SOURCE_MAX_MB", 64) * MiB),
+            deadline_s=number("SKUVID_SOURCE_DEADLINE_S", 20),
+            max_parallel_fetches=int(number("SKUVID_SOURCE_PARALLEL_FETCHES", 4)),
+            max_bytes_in_flight=int(number("SKUVID_SOURCE_MEMORY_MB", 256) * MiB),
         )
 
     def address_allowed(self, address: Address) -> bool:
@@ -146,9 +163,9 @@ def _policy_for(env_items: tuple[tuple[str, str], ...]) -> SourcePolicy:
 
 
 def current_policy() -> SourcePolicy:
-    """The deployment's policy, from the SKUVID_SOURCE_* variables (and the drop zone and storage root)."""
+    """The deployment's policy, from the SKUVID_SOURCE_* variables and the drop zone."""
     return _policy_for(tuple(sorted((k, v) for k, v in os.environ.items()
-                                    if k.startswith("SKUVID_SOURCE_") or k in ("SKUVID_DROP_ZONE", "SKUVID_STORAGE_ROOT"))))
+                                    if k.startswith("SKUVID_SOURCE_") or k == "SKUVID_DROP_ZONE")))
 
 
 class ByteBudget:

@@ -207,6 +207,15 @@ def test_policy_from_the_environment(monkeypatch, tmp_path):
     assert policy.hosts == ("cdn.example", "images.example")
     assert policy.https_only and policy.max_bytes == 8 * MiB and policy.deadline_s == 5
     assert policy.address_allowed(ipaddress.ip_address("127.0.0.9"))
+    monkeypatch.setenv("SKUVID_STORAGE_ROOT", "s3://artifacts/skuvid")
+    assert "artifacts/skuvid/" not in current_policy().s3_prefixes  # other campaigns' clips stay closed
+    monkeypatch.setenv("SKUVID_SOURCE_MAX_MB", "lots")
+    with pytest.raises(ValueError, match="SKUVID_SOURCE_MAX_MB='lots': expected a number"):
+        current_policy()
+    monkeypatch.setenv("SKUVID_SOURCE_MAX_MB", "8")
+    monkeypatch.setenv("SKUVID_SOURCE_OPEN_NETWORKS", "intranet")
+    with pytest.raises(ValueError, match="'intranet' is not a network"):
+        current_policy()
 
 
 def test_the_memory_budget_bounds_what_concurrent_readers_hold(catalog_dir):
