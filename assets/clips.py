@@ -16,8 +16,7 @@ from assets.artifacts import (
     save_attempt,
 )
 from assets.catalog import Sku, sku_lookup
-from assets.cost_estimate import load_policy
-from assets.emulation import emulated_scopes, is_emulated
+from assets.cost_estimate import Capacity, load_policy, render_cost
 from assets.escalation import escalate
 from assets.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.generators.base import ClipRequest
@@ -77,6 +76,10 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
     except PolicyError as error:
         raise dg.Failure(description=str(error)) from None
     providers = {name: getattr(context.resources, name) for name in CLIP_PROVIDERS}
+    prices = resources.prices.table
+
+    def attempt_price(name: str) -> float:
+        return render_cost(prices.providers[name], prices, Capacity().gpu_type)
     log_unavailable = log_once(context.log.info)
 
     lookup = sku_lookup(storage)
@@ -106,7 +109,7 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
 
         result = escalate(route.clip, providers, retakes=policy.retakes, base_seed=config.seed, render=render,
                           judge=judge, log=lambda message: context.log.info(f"{sku.sku_id}: {message}"),
-                          log_unavailable=log_unavailable)
+                          log_unavailable=log_unavailable, max_usd=policy.max_usd_per_sku, price_usd=attempt_price)
         if result.record is None:
             raise dg.Failure(description=f"{sku.sku_id}: no clip rendered. {result.reason(route.rule)}")
         record = {**result.record, "route": route.rule, "attempts": [asdict(a) for a in result.attempts]}
@@ -125,7 +128,6 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
                 "qa": qa_summary(outcomes),
                 "duration_s": dg.MetadataValue.float(float(record["scores"]["duration_s"])),
                 "clip": dg.MetadataValue.path(storage.url(record["files"]["clip.mp4"])),
-                "emulated": bool(record["cost"].get("emulated", False)),
             },
             checks=outcomes,
         )
@@ -157,7 +159,6 @@ def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, la
         seed=seed,
         keyframe_key=keyframe_record["files"]["keyframe.png"],
         attempt=attempt,
-        budget_scopes=emulated_scopes(provider),
     )
     result = provider.render_clip(request, log)
     record = save_attempt(
@@ -170,7 +171,4 @@ def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, la
         asdict(clip_scores(sku, layers, result.clip)),
         settings,
     )
-    if is_emulated(provider):
-        record["cost"]["emulated"] = True
-        storage.write_json(f"{prefix}/record.json", record)
     return record, False

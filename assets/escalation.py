@@ -2,8 +2,11 @@
 
 An unavailable provider (no key, no GPU, no weights) or one whose budget is spent is skipped with its
 reason. A render that fails its blocking checks is re-taken with a new seed `retakes` times, then the
-next provider is tried. A provider error (a refused or failed job) moves on to the next provider at once.
-Every attempt's cost is kept, and an attempt already on record is reused, never paid for again.
+next provider is tried, but only when every failed check is one a new seed can fix: a wrong format or size
+comes from the provider's pipeline and an unfaithful product from the input, so those move on at once, as
+does a provider error (a refused or failed job). Every attempt's cost is kept, and an attempt already on
+record is reused, never paid for again. With a per-SKU spend cap, an attempt whose price would take the SKU's
+spend past it is not made.
 """
 
 from collections.abc import Callable, Mapping
@@ -41,6 +44,13 @@ class Escalation:
 
 
 RenderAttempt = Callable[[str, object, int, int], tuple[dict, bool]]
+# Failures that vary from one generation to the next (what the model drew, how it moved, where the loop
+# lands, what it painted around the product). Anything else fails again whatever the seed.
+FIXED_BY_NEW_SEED = frozenset({"clip_content", "clip_loop_seam", "clip_brand_background"})
+
+
+def worth_a_retake(failed: list[CheckOutcome]) -> bool:
+    return all(outcome.name in FIXED_BY_NEW_SEED for outcome in failed)
 
 
 def escalate(
@@ -53,14 +63,19 @@ def escalate(
     judge: Callable[[dict], list[CheckOutcome]],
     log: Callable[[str], None],
     log_unavailable: Callable[[str], None] | None = None,
+    max_usd: float | None = None,
+    price_usd: Callable[[str], float] | None = None,
 ) -> Escalation:
     """`render(name, provider, seed, attempt_number)` returns (record, reused); `judge(record)` the blocking checks.
 
     `log_unavailable` says why a provider is skipped (default `log`): a batched run says it once, not per SKU.
+    `max_usd` caps the SKU's spend on this content: what its attempts cost (those reused from earlier runs at
+    what they cost then) plus `price_usd(name)` of the next attempt must stay within it.
     """
     log_unavailable = log_unavailable or log
     result = Escalation(record=None, passed=False)
     number = 0
+    spent = 0.0
     for name in chain:
         provider = providers[name]
         availability = provider.availability()
@@ -69,7 +84,15 @@ def escalate(
             result.skipped.append((name, availability.reason))
             continue
         for take in range(retakes + 1):
-            seed, number = base_seed + take, number + 1
+            seed = base_seed + take
+            if max_usd is not None:
+                price = price_usd(name) if price_usd is not None else 0.0
+                if spent + price > max_usd + 1e-9:
+                    why = f"spend cap: ${spent:.2f} spent on this SKU + ${price:.2f} would pass max_usd_per_sku ${max_usd:.2f}"
+                    log(f"{name} seed {seed}: not rendered, {why}")
+                    result.skipped.append((name, why))
+                    break
+            number += 1
             try:
                 record, reused = render(name, provider, seed, number)
             except BudgetExceeded as error:
@@ -81,6 +104,7 @@ def escalate(
                 result.attempts.append(Attempt(name, seed, f"error: {error}", 0.0, 0.0, False))
                 break
             cost = float(record["cost"]["cost_usd"])
+            spent += cost
             failed = [o for o in judge(record) if not o.passed]
             outcome = "passed" if not failed else "failed QA: " + "; ".join(o.summary for o in failed)
             result.attempts.append(Attempt(name, seed, outcome, 0.0 if reused else cost, cost, reused))
@@ -89,4 +113,8 @@ def escalate(
                 result.passed = True
                 return result
             log(f"{name} seed {seed}: {outcome}")
+            if not worth_a_retake(failed):
+                unfixable = ", ".join(o.name for o in failed if o.name not in FIXED_BY_NEW_SEED)
+                log(f"{name}: no retake, a new seed cannot fix {unfixable}")
+                break
     return result

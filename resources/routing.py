@@ -3,6 +3,7 @@
 Errors name the file, line and key, and are raised when the policy is loaded, before any money is spent.
 """
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources as package_files
@@ -15,6 +16,10 @@ from pydantic import Field
 from videokit.yaml_input import YamlInputError, compose_yaml
 
 STAGES = ("keyframe", "clip")
+# Every retake of an API clip is paid; more than a few new seeds has never turned a failing provider around,
+# so the next provider is the better bet.
+MAX_RETAKES = 3
+TOP_LEVEL_KEYS = ("retakes", "max_usd_per_sku", "default", "rules")
 Path_ = tuple[str | int, ...]
 
 
@@ -48,6 +53,7 @@ class RoutingPolicy:
     retakes: int
     default: Mapping[str, tuple[str, ...]]
     rules: tuple[Rule, ...]
+    max_usd_per_sku: float | None = None  # spend cap per SKU and content, every attempt of every provider
 
     def route(self, sku: Mapping[str, str]) -> Route:
         for rule in self.rules:
@@ -97,9 +103,9 @@ def parse_policy(text: str, *, source: str, providers: Mapping[str, Iterable[str
         raise PolicyError(f"{source} {error}") from None
     if not isinstance(data, dict):
         raise fail((), "expected a mapping with `default` and `rules`")
-    unknown = set(data) - {"retakes", "default", "rules"}
+    unknown = set(data) - set(TOP_LEVEL_KEYS)
     if unknown:
-        raise fail((sorted(unknown)[0],), "unknown key (expected retakes, default, rules)")
+        raise fail((sorted(unknown)[0],), f"unknown key (expected {', '.join(TOP_LEVEL_KEYS)})")
 
     def chain(value, path: Path_, stage: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
@@ -123,8 +129,10 @@ def parse_policy(text: str, *, source: str, providers: Mapping[str, Iterable[str
         return {stage: chain(value[stage], (*path, stage), stage) for stage in STAGES if stage in value}
 
     retakes = data.get("retakes", "1")
-    if not str(retakes).isdigit():
-        raise fail(("retakes",), f"must be a whole number >= 0, not {retakes!r}")
+    if not (isinstance(retakes, str) and retakes.isascii() and retakes.isdigit() and len(retakes) <= 2
+            and int(retakes) <= MAX_RETAKES):
+        raise fail(("retakes",), f"must be a whole number from 0 to {MAX_RETAKES}, not {retakes!r}")
+    max_usd_per_sku = spend_cap(data.get("max_usd_per_sku"), fail)
     default = chains(data.get("default"), ("default",), required=True)
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list):
@@ -142,7 +150,19 @@ def parse_policy(text: str, *, source: str, providers: Mapping[str, Iterable[str
         if not rule_chains:
             raise fail(path, f"a rule needs at least one of {', '.join(STAGES)}")
         rules.append(Rule(str(raw.get("name", f"rule {index + 1}")), accepted, rule_chains))
-    return RoutingPolicy(source, int(retakes), default, tuple(rules))
+    return RoutingPolicy(source, int(retakes), default, tuple(rules), max_usd_per_sku)
+
+
+def spend_cap(value, fail) -> float | None:
+    if value is None:
+        return None
+    try:
+        cap = float(value) if isinstance(value, str) else math.nan
+    except ValueError:
+        cap = math.nan
+    if not math.isfinite(cap) or cap <= 0:
+        raise fail(("max_usd_per_sku",), f"must be a positive amount in US dollars, not {value!r}")
+    return cap
 
 
 def default_policy_text() -> str:

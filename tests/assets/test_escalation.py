@@ -28,18 +28,25 @@ class Renders:
         verdict = self.plan[(name, seed)]
         if isinstance(verdict, Exception):
             raise verdict
-        record = {"cost": {"cost_usd": 0.02}, "passes": verdict in ("pass", "reused")}
-        return record, verdict == "reused"
+        # "fail" is a content failure; "fail clip_format" names the check that fails.
+        failed_check = verdict.split()[-1] if verdict.startswith(("fail ", "reused fail ")) else "clip_content"
+        cost = self.cost_usd[name] if isinstance(self.cost_usd, dict) else self.cost_usd
+        passes = verdict in ("pass", "reused")
+        record = {"cost": {"cost_usd": cost}, "passes": passes, "check": failed_check}
+        return record, verdict.startswith("reused")
+
+    cost_usd: float | dict = 0.02
 
 
 def judge(record: dict) -> list[CheckOutcome]:
-    return [CheckOutcome("clip_content", record["passes"], "ok" if record["passes"] else "blank frames", {})]
+    summary = "ok" if record["passes"] else ("blank frames" if record["check"] == "clip_content" else "wrong")
+    return [CheckOutcome(record["check"], record["passes"], summary, {})]
 
 
-def run(chain, providers, renders, retakes=1, log=None, log_unavailable=None):
+def run(chain, providers, renders, retakes=1, log=None, log_unavailable=None, **limits):
     lines = []
     result = escalate(chain, providers, retakes=retakes, base_seed=10, render=renders, judge=judge,
-                      log=log or lines.append, log_unavailable=log_unavailable)
+                      log=log or lines.append, log_unavailable=log_unavailable, **limits)
     return result, lines
 
 
@@ -88,3 +95,74 @@ def test_a_batch_says_a_provider_is_unavailable_once_and_each_sku_keeps_the_reas
                    log_unavailable=once)[0] for _ in range(3)]
     assert step_lines == ["wan: skipped, weights not found"]
     assert all(r.skipped == [("wan", "weights not found")] for r in results)
+
+
+def test_a_failure_a_new_seed_cannot_fix_escalates_without_a_paid_retake():
+    providers = {"runway": FakeProvider(), "kling": FakeProvider(), "motion": FakeProvider()}
+    renders = Renders({("runway", 10): "fail clip_format", ("kling", 10): "fail clip_product_fidelity",
+                       ("motion", 10): "pass"})
+    result, lines = run(("runway", "kling", "motion"), providers, renders, retakes=3)
+
+    assert result.passed and renders.calls == [("runway", 10, 1), ("kling", 10, 2), ("motion", 10, 3)]
+    assert "runway: no retake, a new seed cannot fix clip_format" in lines
+    assert "kling: no retake, a new seed cannot fix clip_product_fidelity" in lines
+
+
+def test_seam_and_background_failures_are_retaken():
+    renders = Renders({("runway", 10): "fail clip_loop_seam", ("runway", 11): "fail clip_brand_background",
+                       ("runway", 12): "pass"})
+    result, _ = run(("runway",), {"runway": FakeProvider()}, renders, retakes=2)
+
+    assert result.passed and [seed for _, seed, _ in renders.calls] == [10, 11, 12]
+
+
+def test_spend_cap_stops_an_attempt_before_it_is_made_and_says_why():
+    providers = {"runway": FakeProvider(), "kling": FakeProvider(), "motion": FakeProvider()}
+    renders = Renders({("runway", 10): "fail", ("runway", 11): "fail", ("kling", 10): "pass", ("motion", 10): "pass"})
+    prices = {"runway": 0.25, "kling": 0.49, "motion": 0.0}
+    renders.cost_usd = prices
+    result, lines = run(("runway", "kling", "motion"), providers, renders, retakes=1, max_usd=0.75,
+                        price_usd=prices.__getitem__)
+
+    assert renders.calls == [("runway", 10, 1), ("runway", 11, 2), ("motion", 10, 3)]
+    assert result.passed and result.spent_usd == 0.5
+    assert any(name == "kling" and "max_usd_per_sku $0.75" in why for name, why in result.skipped)
+    assert "kling skipped (spend cap: $0.50 spent" in result.reason("hero")
+
+
+def test_spend_cap_counts_attempts_paid_in_earlier_runs():
+    renders = Renders({("runway", 10): "reused fail clip_loop_seam", ("runway", 11): "pass"})
+    renders.cost_usd = 0.25
+    result, lines = run(("runway",), {"runway": FakeProvider()}, renders, retakes=1, max_usd=0.4,
+                        price_usd=lambda name: 0.25)
+
+    assert renders.calls == [("runway", 10, 1)] and not result.passed
+    assert result.attempts[0].reused and result.spent_usd == 0.0
+    assert "runway seed 11: not rendered, spend cap: $0.25 spent on this SKU + $0.25 would pass" in lines[-1]
+
+
+def test_a_smooth_seamless_runway_clip_passes_the_default_hero_bar_on_its_first_take(tmp_path, monkeypatch):
+    """Through the graph with the emulated Runway API: one submission, one attempt, published."""
+    import dagster as dg
+
+    from assets.catalog import sku_catalog
+    from pipelines.resources import build_resources
+    from resources.emulators import start_emulators
+    from resources.storage import StorageResource
+    from tests.pipelines.conftest import catalog_dir as make_catalog
+    from tests.pipelines.test_graph import SKU_ASSETS, catalog_config, metadata
+
+    folder = make_catalog.__wrapped__(tmp_path)
+    with start_emulators() as emulators:
+        settings = emulators.provider_settings()["runway"]
+        monkeypatch.setenv("RUNWAYML_API_SECRET", settings["api_key"])
+        monkeypatch.setenv("SKUVID_RUNWAY_BASE_URL", settings["base_url"])
+        resources = {**build_resources(), "storage": StorageResource(root=str(tmp_path / "data"))}
+        with dg.instance_for_test() as instance:
+            dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(folder))
+            result = dg.materialize(SKU_ASSETS, partition_key="HERO-1", instance=instance, resources=resources)
+            clip = metadata(result, "clip")
+
+    assert (clip["provider"], clip["attempts"], clip["status"]) == ("runway", 1, "ok"), clip["why"]
+    assert emulators.runway.submissions == 1
+    assert metadata(result, "published_video")["status"] == "published"

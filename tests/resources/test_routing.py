@@ -45,6 +45,14 @@ def test_rules_match_catalog_fields_first_match_wins():
     (GOOD.replace("    when: {tier: hero}\n", ""), "line 6, rules[0]", "a rule needs `when`"),
     (GOOD.replace("clip: [wan, motion]", "clip: wan"), "line 12, rules[1].clip", "must be a non-empty list"),
     (GOOD.replace("retakes: 2", "retakes: two"), "line 1, retakes", "whole number"),
+    (GOOD.replace("retakes: 2", "retakes: 1000000"), "line 1, retakes", "whole number from 0 to 3"),
+    (GOOD.replace("retakes: 2", "retakes: 4"), "line 1, retakes", "whole number from 0 to 3"),
+    (GOOD.replace("retakes: 2", "retakes: -1"), "line 1, retakes", "whole number from 0 to 3"),
+    (GOOD.replace("retakes: 2", "retakes: [1]"), "line 1, retakes", "whole number from 0 to 3"),
+    (GOOD.replace("retakes: 2", "retakes: 2\nmax_usd_per_sku: -1"), "line 2, max_usd_per_sku", "positive amount"),
+    (GOOD.replace("retakes: 2", "retakes: 2\nmax_usd_per_sku: .nan"), "line 2, max_usd_per_sku", "positive amount"),
+    (GOOD.replace("retakes: 2", "retakes: 2\nmax_usd_per_sku: 1e999"), "line 2, max_usd_per_sku", "positive amount"),
+    (GOOD.replace("retakes: 2", "retakes: 2\nmax_usd_per_sku: lots"), "line 2, max_usd_per_sku", "positive amount"),
     (GOOD.replace("  clip: [motion]\n", "", 1), "line 2, default", "needs both keyframe and clip"),
     (GOOD + "extra: 1\n", "line 13, extra", "unknown key"),
     (GOOD.replace("    clip: [runway, kling, motion]", "    clips: [runway]"), "line 9, rules[0].clips", "unknown key"),
@@ -55,6 +63,11 @@ def test_bad_policy_names_file_line_and_key(text, where, what):
         parse(text)
     assert error.value.args[0].startswith("routing.yaml")
     assert where in str(error.value) and what in str(error.value)
+
+
+def test_spend_cap_per_sku_is_read_and_optional():
+    assert parse(GOOD).max_usd_per_sku is None
+    assert parse(GOOD.replace("retakes: 2", "retakes: 2\nmax_usd_per_sku: 0.75")).max_usd_per_sku == 0.75
 
 
 def test_provider_without_price_is_refused_before_anything_runs():
@@ -69,6 +82,7 @@ def test_packaged_policy_is_valid_against_the_packaged_prices():
     policy = RoutingResource().load({"keyframe": keyframe, "clip": clip}, priced=prices.providers)
     assert policy.route({"tier": "hero"}).clip[0] == "runway"
     assert policy.route({"tier": "bulk"}).clip[-1] == "motion"
+    assert 0 <= policy.retakes <= 3 and policy.max_usd_per_sku > 0
 
 
 def test_measured_benchmark_seconds_replace_estimates(tmp_path):
