@@ -17,6 +17,7 @@ from assets.artifacts import (
 )
 from assets.catalog import Sku, sku_lookup
 from assets.cost_estimate import Capacity, load_policy, render_cost
+from assets.emulation import emulated_scopes, is_emulated
 from assets.escalation import escalate
 from assets.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.generators.base import ClipRequest
@@ -128,6 +129,7 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
                 "qa": qa_summary(outcomes),
                 "duration_s": dg.MetadataValue.float(float(record["scores"]["duration_s"])),
                 "clip": dg.MetadataValue.path(storage.url(record["files"]["clip.mp4"])),
+                "emulated": bool(record["cost"].get("emulated", False)),
             },
             checks=outcomes,
         )
@@ -159,6 +161,7 @@ def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, la
         seed=seed,
         keyframe_key=keyframe_record["files"]["keyframe.png"],
         attempt=attempt,
+        budget_scopes=emulated_scopes(provider),
     )
     result = provider.render_clip(request, log)
     record = save_attempt(
@@ -171,4 +174,7 @@ def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, la
         asdict(clip_scores(sku, layers, result.clip)),
         settings,
     )
+    if is_emulated(provider):
+        record["cost"]["emulated"] = True
+        storage.write_json(f"{prefix}/record.json", record)
     return record, False
