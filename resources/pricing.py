@@ -8,9 +8,10 @@ from functools import cached_property
 from importlib import resources as package_files
 from pathlib import Path
 
-import yaml
 from dagster import ConfigurableResource
 from pydantic import Field
+
+from videokit.yaml_input import YamlInputError, load_yaml
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ class PriceTable:
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "prices.yaml") -> "PriceTable":
-        data = yaml.safe_load(text)
+        try:
+            data = load_yaml(text, source=source).data
+        except YamlInputError as error:
+            raise PriceTableError(str(error)) from None
         try:
             return cls(
                 as_of=str(data["as_of"]),
