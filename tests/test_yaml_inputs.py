@@ -8,6 +8,7 @@ import pytest
 
 from assets.catalog import load_brand_kits
 from assets.catalog_rows import CatalogFileError
+from resources.pricing import PriceTable, PriceTableError
 from resources.routing import PolicyError, parse_policy
 from videokit.campaign_spec import SpecError, load_spec
 from videokit.training_script import ScriptError, parse_script
@@ -101,3 +102,10 @@ def test_unknown_keys_name_file_and_line(tmp_path):
              " end_s: 1,\n     box: {x: 0.1, y: 0.1, w: 0.5, h: 0.2}, colour: red}\n")
     with pytest.raises(ScriptError, match=r"module.md:4: presenterr: unknown key"):
         front_matter("title: T\nvoice: en\npresenterr: x")
+
+
+def test_price_table_refuses_a_bomb_with_its_file_and_line():
+    started = time.perf_counter()
+    with pytest.raises(PriceTableError, match=r"prices.yaml line 7: expands to more than"):
+        PriceTable.from_yaml(f"as_of: '2026-11-01'\nlaughs:\n{LAUGHS}\n", source="prices.yaml")
+    assert time.perf_counter() - started < 1.0
