@@ -12,8 +12,10 @@ spread it over the cores, since Pillow and hashlib release the GIL).
 import argparse
 import hashlib
 import io
+import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +64,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--side", type=int, default=2000)
     parser.add_argument("--drop", type=int, default=10_000)
+    parser.add_argument("--out", default=str(REPO / "bench/results/pixel_identity.json"))
     args = parser.parse_args()
     print(machine_info())
+    rows = []
     print(f"{'format':<6} {'KB':>6} {'bytes ms':>9} {'pixels ms':>10} {'ratio':>6} {'drop CPU-min bytes':>19} {'pixels':>7}")
     for fmt in ("JPEG", "PNG"):
         images = [encoded(packshot(args.side, seed), fmt) for seed in range(args.images)]
@@ -72,6 +76,12 @@ def main() -> None:
         size_kb = sum(map(len, images)) / len(images) / 1024
         print(f"{fmt:<6} {size_kb:>6.0f} {before * 1000:>9.1f} {after * 1000:>10.1f} {after / before:>6.1f} "
               f"{before * args.drop / 60:>19.1f} {after * args.drop / 60:>7.1f}")
+        rows.append({"format": fmt, "side": args.side, "mean_kb": round(size_kb), "byte_hash_cpu_ms": round(before * 1000, 1),
+                     "pixel_digest_cpu_ms": round(after * 1000, 1), "drop_images": args.drop,
+                     "drop_cpu_min_byte_hash": round(before * args.drop / 60, 1),
+                     "drop_cpu_min_pixel_digest": round(after * args.drop / 60, 1)})
+    results = {"measured_at": datetime.now(UTC).isoformat(), "machine": machine_info(), "images": args.images, "rows": rows}
+    Path(args.out).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
