@@ -25,6 +25,9 @@ def add_jobs_parser(commands: argparse._SubParsersAction) -> None:
     outcome.add_argument(
         "--not-paid", action="store_true", help="No task was made: release the reservation; a later run submits."
     )
+    resolve.add_argument(
+        "--usd", type=float, help="With --paid: what the provider billed, if less than the reservation."
+    )
     resolve.add_argument("--note", default="", help="Kept with the job, e.g. the provider's task id.")
 
 
@@ -33,7 +36,9 @@ def run_jobs(args: argparse.Namespace, console: Console) -> int:
     if args.jobs_command == "resolve":
         try:
             job = ledger.find_job(args.job_id)
-            job = ledger.resolve_uncertain(job.key, paid=args.paid, note=args.note)
+            if args.usd is not None and not args.paid:
+                raise LedgerError("--usd goes with --paid")
+            job = ledger.resolve_uncertain(job.key, paid=args.paid, usd=args.usd, note=args.note)
         except LedgerError as error:
             console.print(f"[red]{error}[/red]")
             return 1

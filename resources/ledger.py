@@ -684,9 +684,12 @@ class LedgerResource(ConfigurableResource):
             )
         return ApiJob.from_row(rows[0])
 
-    def resolve_uncertain(self, key: str, *, paid: bool, note: str = "") -> ApiJob:
-        """An operator's answer for an unconfirmed job (or one stuck in `submitting`): `paid` books its
-        list price as a charge; not paid releases the reservation and lets a later run submit a new round.
+    def resolve_uncertain(
+        self, key: str, *, paid: bool, usd: float | None = None, note: str = ""
+    ) -> ApiJob:
+        """An operator's answer for an unconfirmed job (or one stuck in `submitting`): `paid` books `usd` (what
+        the provider's dashboard shows; default and at most the job's reservation, so no budget passes its
+        limit) as its charge; not paid releases the reservation and lets a later run submit a new round.
         Jobs in any other state are refused: their outcome is known to the ledger already."""
         reason = _reason(f"resolved by operator as {'paid' if paid else 'not paid'}" + (f": {note}" if note else ""))
         with self._transaction() as connection:
@@ -695,7 +698,10 @@ class LedgerResource(ConfigurableResource):
                 raise LedgerError(f"no API job {key[:12]}")
             if job.status not in (JobStatus.UNCONFIRMED, JobStatus.SUBMITTING):
                 raise LedgerError(f"{job.describe()} is {job.status}, not unconfirmed; nothing to resolve")
-            amount = to_micros(job.price_usd)
+            reserved = to_micros(job.price_usd)
+            amount = reserved if usd is None else min(reserved, to_micros(usd))
+            if amount < 0:
+                raise LedgerError(f"{job.describe()}: a charge cannot be negative")
             if paid:
                 _insert_ignoring_conflict(
                     connection,
@@ -710,7 +716,11 @@ class LedgerResource(ConfigurableResource):
                         "created_at": _now(),
                     },
                 )
-            self._move(connection, job.scopes, amount, spend=paid)
+            if paid:
+                self._move(connection, job.scopes, amount, spend=True)
+                self._move(connection, job.scopes, reserved - amount, spend=False)
+            else:
+                self._move(connection, job.scopes, reserved, spend=False)
             connection.execute(
                 update(api_jobs)
                 .where(api_jobs.c.idempotency_key == key)

@@ -294,6 +294,11 @@ class EmulatorServer:
         with self._lock:
             self._faults[route].extend(faults)
 
+    def clear_faults(self) -> None:
+        """Forget faults injected but not yet served."""
+        with self._lock:
+            self._faults.clear()
+
     def finish_stuck_tasks(self) -> None:
         """Let tasks scripted to never finish succeed now."""
         with self._lock:

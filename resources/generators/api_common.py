@@ -923,7 +923,8 @@ class ApiClipProvider(ConfigurableResource):
             f"{job.describe()}: {cause}. {self.name} cannot look tasks up by our id, so the job stays "
             f"unconfirmed with its ${job.price_usd:.2f} reserved and is never sent again; routing moves on. "
             f"Check the {self.name} dashboard for a task made at {job.updated_at:%Y-%m-%d %H:%M} UTC, then run "
-            f"`skuvid jobs resolve {job.key[:12]} --paid` (it was billed) or "
+            f"`skuvid jobs resolve {job.key[:12]} --paid` (it was billed; add --usd AMOUNT when it billed "
+            "less than the reservation) or "
             f"`skuvid jobs resolve {job.key[:12]} --not-paid` (no task; a later run submits anew)",
             request,
         )

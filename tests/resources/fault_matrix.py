@@ -32,10 +32,18 @@ from resources.generators.api_common import (
     SubmissionUncertain,
     api_list_price,
 )
+from resources.emulators.did import DidEmulator
+from resources.emulators.heygen import HeyGenEmulator
+from resources.generators.did import DidPresenter
+from resources.generators.heygen import HeyGenPresenter
 from resources.ledger import BudgetExceeded, JobStatus, LedgerResource, day_scope
+from resources.presenters import ApiPresenterProvider, PresenterRequest, clip_duration_s
+from resources.pricing import PricesResource
+from resources.storage import StorageResource
 from tests.resources.api_fixtures import (
     EMULATED_OUTPUT_SHORT_SIDE,
     EMULATORS,
+    FAST,
     build_provider,
     emulator_credentials,
     forked_processes,
@@ -43,7 +51,12 @@ from tests.resources.api_fixtures import (
     make_request,
 )
 
-PROVIDERS = ("runway", "kling", "pika")
+PROVIDERS = ("runway", "kling", "pika", "heygen", "did")
+PRESENTERS: dict[str, tuple[type[EmulatorServer], type[ApiPresenterProvider]]] = {
+    "heygen": (HeyGenEmulator, HeyGenPresenter),
+    "did": (DidEmulator, DidPresenter),
+}
+NARRATION = "Brush off dry mud first, then rinse in cool water and let it dry away from the heater."
 # Short windows, so that a run killed mid-request is recognised as dead within a second or two.
 MATRIX_TIMINGS = {"retry_budget_s": 0.5, "connect_timeout_s": 0.5, "read_timeout_s": 0.4, "poll_interval_s": 0.02}
 HOLD_S = 1.0  # how long a fault keeps the request open when a kill is to land during it
@@ -104,7 +117,8 @@ class CellResult:
 
     @property
     def ok(self) -> bool:
-        return self.tasks <= 1 and abs(self.ledger_usd - self.billed_usd) < 1e-9 and self.overspend_usd == 0
+        # Money is kept in micro-dollars: a presenter's per-second charge rounds to the nearest one.
+        return self.tasks <= 1 and abs(self.ledger_usd - self.billed_usd) <= 2e-6 and self.overspend_usd == 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "overspend_usd": self.overspend_usd, "ok": self.ok}
@@ -114,14 +128,39 @@ def _kill_here(*_args: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _build(settings: dict[str, Any]) -> ApiClipProvider:
+    if settings["name"] not in PRESENTERS:
+        return build_provider(**settings)
+    options = dict(settings)
+    name, storage_root = options.pop("name"), options.pop("storage_root")
+    ledger = LedgerResource(url=options.pop("ledger_url"), daily_budget_usd=options.pop("daily_budget_usd", None))
+    credentials = options.pop("credentials")
+    fast = {key: value for key, value in FAST.items() if key != "preset"}
+    return PRESENTERS[name][1](
+        **credentials, storage=StorageResource(root=storage_root), ledger=ledger, prices=PricesResource(),
+        **{**fast, **options},
+    )
+
+
+def _presenter_request() -> PresenterRequest:
+    return PresenterRequest(module="care", scene="Clean gently", text=NARRATION, size=(96, 96), background="#F5F2EB")
+
+
+def _render_once(provider: ApiClipProvider) -> None:
+    if isinstance(provider, ApiPresenterProvider):
+        provider.render_presenter(_presenter_request(), log)
+    else:
+        provider.render_clip(make_request(), log)
+
+
 def _render_in_child(settings: dict[str, Any], kill_before_send: bool) -> None:
     """Child process body: render until the parent kills it (or, before sending, kill itself)."""
-    provider = build_provider(**settings)
+    provider = _build(settings)
     if kill_before_send:
         # Called after the job is reserved and before the create request is claimed and sent.
         type(provider).keyframe_upload = _kill_here
     try:
-        provider.render_clip(make_request(), log)
+        _render_once(provider)
     except Exception:  # noqa: BLE001 - the parent judges the cell by the ledger and the emulator
         pass
 
@@ -138,7 +177,7 @@ def _phase_reached(emulator: EmulatorServer, phase: str) -> bool:
 
 def _render(provider: ApiClipProvider) -> str:
     try:
-        provider.render_clip(make_request(), log)
+        _render_once(provider)
     except SubmissionUncertain:
         return "uncertain"
     except BudgetExceeded:
@@ -156,7 +195,8 @@ def _wait_for_tasks_to_settle(emulator: EmulatorServer, deadline_s: float = 10.0
 
 def run_cell(name: str, fault: Fault, killed: bool, ledger_url: str, work_dir: Path) -> CellResult:
     """Run one cell on a fresh emulator and the given (fresh) ledger, and measure what it cost."""
-    emulator = EMULATORS[name](output_short_side=EMULATED_OUTPUT_SHORT_SIDE, script=fault.script)
+    emulator_class = PRESENTERS[name][0] if name in PRESENTERS else EMULATORS[name]
+    emulator = emulator_class(output_short_side=EMULATED_OUTPUT_SHORT_SIDE, script=fault.script)
     with emulator:
         overrides = {**MATRIX_TIMINGS, **dict(fault.provider_overrides)}
         settings = {
@@ -167,8 +207,13 @@ def run_cell(name: str, fault: Fault, killed: bool, ledger_url: str, work_dir: P
             "ledger_url": ledger_url,
             **overrides,
         }
-        probe = build_provider(**settings)
-        price = api_list_price(probe.prices.table, probe.price_key(), 5).usd
+        probe = _build(settings)
+        if isinstance(probe, ApiPresenterProvider):
+            rate = probe.list_price_per_s()[0]
+            price = probe.worst_case_usd(_presenter_request())
+        else:
+            rate = api_list_price(probe.prices.table, probe.price_key(), 1).usd
+            price = rate * 5
         # The daily limit is one clip: a second charge for the same job would overspend it.
         settings["daily_budget_usd"] = price
         if killed and fault.phase == "download":
@@ -192,9 +237,11 @@ def run_cell(name: str, fault: Fault, killed: bool, ledger_url: str, work_dir: P
             child.join(20.0)
             outcomes.append("killed" if child.exitcode == -signal.SIGKILL else f"exit {child.exitcode}")
         else:
-            outcomes.append(_render(build_provider(**settings)))
-        # The re-run (a fresh process would see the same ledger and the same provider).
-        outcomes.append(_render(build_provider(**{**settings, "max_output_bytes": 500_000_000})))
+            outcomes.append(_render(_build(settings)))
+        # The re-run, once the provider behaves again: a fresh process sees the same ledger and provider.
+        emulator.clear_faults()
+        rerun = {key: value for key, value in settings.items() if key not in dict(fault.provider_overrides)}
+        outcomes.append(_render(_build(rerun)))
         ledger = LedgerResource(url=ledger_url, daily_budget_usd=price)
         _wait_for_tasks_to_settle(emulator)
         if outcomes[-1] == "uncertain":
@@ -202,13 +249,19 @@ def run_cell(name: str, fault: Fault, killed: bool, ledger_url: str, work_dir: P
             job = next(j for j in ledger.jobs_needing_attention() if j.status in (
                 JobStatus.UNCONFIRMED, JobStatus.SUBMITTING))
             paid = emulator.submissions > 0
-            ledger.resolve_uncertain(job.key, paid=paid, note="checked the dashboard")
+            # The dashboard shows what the task billed (a presenter clip bills its delivered length).
+            shown = sum(
+                rate * (clip_duration_s(task.video.result())[0] if name in PRESENTERS else task.seconds)
+                for task in emulator.tasks.values()
+            )
+            ledger.resolve_uncertain(job.key, paid=paid, usd=shown if paid else None, note="checked the dashboard")
             outcomes.append("resolved paid" if paid else "resolved not paid")
             if not paid:
-                outcomes.append(_render(build_provider(**settings)))
+                outcomes.append(_render(_build(rerun)))
                 _wait_for_tasks_to_settle(emulator)
+        # What the provider bills: the seconds it delivered (a clip API sells the length asked for).
         billed = sum(
-            api_list_price(probe.prices.table, probe.price_key(), task.seconds).usd
+            rate * (clip_duration_s(task.video.result())[0] if name in PRESENTERS else task.seconds)
             for task in emulator.tasks.values()
             if task.phase() == "succeeded"
         )
