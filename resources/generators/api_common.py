@@ -12,10 +12,12 @@ how its refusals look). `ApiClipProvider.render_clip` runs the rest:
    (asking the task for a fresh URL when the old one expired);
 4. check that the video decodes and is long enough, fit it to the requested size, make it loop, encode it.
 
-Create requests are never repeated when their answer may have been lost (read timeout, dropped connection,
-a run killed mid-request): a provider that can look tasks up by our own id (Kling) is asked; otherwise the
-job is left `unconfirmed` (its budget still reserved) with SubmissionUncertain, unless `resubmit_unconfirmed`
-accepts the risk of a second provider charge. The ledger charges a job once either way.
+Create requests are repeated only when the answer proves nothing was made (no connection, 429). Ambiguous
+answers (5xx, read timeout, dropped connection, a run killed mid-request) are never re-sent blindly: a
+provider that can look tasks up by our own id (Kling, D-ID) is asked; otherwise the job is left `unconfirmed`
+(its budget still reserved) with SubmissionUncertain, for an operator to answer with `skuvid jobs resolve`.
+`resubmit_unconfirmed` (off by default) accepts the risk of a second provider charge instead. The ledger
+charges a job once either way.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 POST {base}/fal-ai/pika/v2.2/image-to-video (Authorization: Key ...) answers {request_id, status_url,
 response_url}; GET status_url reads IN_QUEUE | IN_PROGRESS | COMPLETED; GET response_url gives {video: {url}}
 or the request's error, e.g. 422 {detail: [{type: "content_policy_violation", msg, loc}]}. fal has no way to
-find a request by an id of ours, so a create request whose answer was lost leaves the job in `submitting`.
+find a request by an id of ours, so a create request with an ambiguous answer (5xx, read timeout, dropped
+connection) leaves the job `unconfirmed` for an operator to resolve with `skuvid jobs resolve`.
 The key is sent only to the base URL's host: status and response URLs elsewhere are refused.
 """
 

@@ -3,7 +3,8 @@
 POST {base}/v1/image_to_video {model, promptImage, promptText, ratio, duration, seed} answers {id}; GET
 /v1/tasks/{id} reads PENDING | THROTTLED | RUNNING | SUCCEEDED (output: [url]) | FAILED (failure,
 failureCode) | CANCELLED. Runway has no idempotency key and no way to find a task by an id of ours, so a
-create request whose answer was lost leaves the job in `submitting` (see api_common).
+create request with an ambiguous answer (5xx, read timeout, dropped connection) leaves the job `unconfirmed`
+for an operator to resolve with `skuvid jobs resolve` (see api_common).
 """
 
 from __future__ import annotations
