@@ -29,7 +29,7 @@ TIERS = ("hero", "bulk")
 IMAGE_FORMATS = ALLOWED_FORMATS
 MIN_IMAGE_SIDE = 64
 # Bump when a renderer change should re-render every SKU.
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"  # 2: colour-keeping light, turn style, products sized to the safe area, BT.709
 # A catalog file is refused whole past these; rows and reasons past these are bounded too.
 MAX_CATALOG_BYTES = 32 * 1024 * 1024
 MAX_DECODED_BYTES = 64 * 1024 * 1024  # Parquet columns once decompressed and dictionaries expanded

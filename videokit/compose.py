@@ -25,7 +25,11 @@ HOLE_MIN_SHARE = 0.002
 HOLE_EDGE_MAX_LEVEL = 180  # mean darkest channel just outside a hole: the silhouette's edge
 # Specks smaller than this share of the largest product blob are JPEG noise, not product.
 MIN_BLOB_SHARE = 0.01
-MAX_UPSCALE = 1.5
+MAX_UPSCALE = 1.5  # past this the packshot's own pixels show as blur
+# The product's bounding box aims at this share of the safe area (logo band excluded), so compact
+# products (a watch, a kettle) fill the frame like tall ones; its height stays within product_scale
+# of the frame's height (portrait frames get taller products, not a landscape-sized one in the middle).
+TARGET_SAFE_SHARE = 0.42
 LOGO_HEIGHT = 0.07  # of the frame's short side
 LOGO_MAX_WIDTH = 0.22  # of the frame width
 PRODUCT_CENTRE_Y = 0.53  # of the frame height: slightly below centre leaves room for the shadow
@@ -257,13 +261,14 @@ def compose_keyframe(
     *,
     logo: Image.Image | None = None,
     margin: float = 0.08,
-    product_scale: float = 0.62,
+    product_scale: float = 0.72,
+    target_share: float = TARGET_SAFE_SHARE,
 ) -> KeyframeLayers:
     """Cut the product out of `packshot` and stage it on the brand background at `size` (w, h).
 
-    The product is about `product_scale` x the frame's short side tall, inside the safe margin,
-    never upscaled more than 1.5x, and clear of the logo, so every opaque product pixel appears
-    unchanged in the flattened keyframe.
+    The product's box covers about `target_share` of the safe area, at most `product_scale` x the
+    frame's height tall, inside the safe margin, never upscaled more than 1.5x, and clear of the
+    logo, so every opaque product pixel appears unchanged in the flattened keyframe.
     """
     width, height = size
     left, top, right, bottom = safe_area(size, margin)
@@ -279,7 +284,8 @@ def compose_keyframe(
     cutout = np.asarray(cut_out_product(packshot))
     cut_height, cut_width = cutout.shape[:2]
     scale = min(
-        product_scale * min(size) / cut_height,
+        math.sqrt(target_share * (right - left) * (bottom - top) / (cut_width * cut_height)),
+        product_scale * height / cut_height,
         (right - left) / cut_width,
         (bottom - top) / cut_height,
         MAX_UPSCALE,

@@ -21,10 +21,10 @@ from resources.generators.base import (
     measure_usage,
 )
 from resources.pricing import PricesResource
-from videokit.compose import compose_keyframe
+from videokit.compose import TARGET_SAFE_SHARE, compose_keyframe
 from videokit.encode import EncodeSettings
 from videokit.images import open_image as open_untrusted_image
-from videokit.motion import MotionSpec, render_motion_clip
+from videokit.motion import MotionSpec, motion_style_for, render_motion_clip
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -41,7 +41,10 @@ class ComposeKeyframes(ConfigurableResource):
 
     prices: PricesResource
     margin: float = Field(default=0.08, description="Safe margin as a share of the frame's short side.")
-    product_scale: float = Field(default=0.62, description="Product height as a share of the frame.")
+    product_scale: float = Field(default=0.72, description="Largest product height, share of the frame height.")
+    target_share: float = Field(
+        default=TARGET_SAFE_SHARE, description="Product box as a share of the safe area, before the limits."
+    )
 
     def availability(self) -> Availability:
         return Availability.ok()
@@ -56,6 +59,7 @@ class ComposeKeyframes(ConfigurableResource):
                 logo=logo,
                 margin=self.margin,
                 product_scale=self.product_scale,
+                target_share=self.target_share,
             )
         log(f"compose: {request.sku_id} keyframe {request.size[0]}x{request.size[1]} in {usage.wall_s:.2f}s")
         cost = self.prices.table.cost(provider=self.name, model=self.model, cpu_s=usage.cpu_s, wall_s=usage.wall_s)
@@ -87,6 +91,7 @@ class MotionClips(ConfigurableResource):
             float_px=self.float_px,
             sweep=self.sweep,
             seed=request.seed,
+            style=motion_style_for("", request.prompt),
         )
         with measure_usage() as usage:
             clip = render_motion_clip(request.keyframe, request.size, spec, EncodeSettings(crf=self.crf, preset=self.preset))

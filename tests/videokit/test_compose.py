@@ -138,7 +138,7 @@ def test_keyframe_places_product_and_logo_inside_the_safe_area(aspect):
     assert layers.size == size
     assert left <= x and x + product_w <= right and top <= y and y + product_h <= bottom
     assert y + product_h / 2 > height / 2  # slightly below centre
-    assert abs(product_h - 0.62 * min(size)) <= 2
+    assert 0.7 * min(size) <= product_h <= 0.72 * height + 1  # large, within the height limit
     logo_x, logo_y = layers.logo_xy
     logo_h, logo_w = layers.logo.shape[:2]
     assert logo_x + logo_w == right and logo_y == top
@@ -206,3 +206,26 @@ def test_resized_layers_cover_the_new_size():
     assert small.flatten().shape == (720, 720, 3)
     assert small.product_xy == (round(layers.product_xy[0] * 2 / 3), round(layers.product_xy[1] * 2 / 3))
     assert abs(small.product.shape[0] - layers.product.shape[0] * 2 / 3) <= 1
+
+
+def round_packshot(diameter: int) -> Image.Image:
+    """A compact product (a watch face, a kettle seen front-on): a disc on white."""
+    image = Image.new("RGB", (diameter + 40, diameter + 40), "white")
+    ImageDraw.Draw(image).ellipse((20, 20, 20 + diameter, 20 + diameter), fill=BODY)
+    return image
+
+
+@pytest.mark.parametrize("aspect", list(KEYFRAME_SIZES))
+def test_compact_products_fill_a_target_share_of_the_safe_area(aspect):
+    size = KEYFRAME_SIZES[aspect]
+    layers = compose_keyframe(round_packshot(900), studio_kit(), size, logo=brand_logo())
+    left, top, right, bottom = safe_area(size, 0.08)
+    product_h, product_w = layers.product.shape[:2]
+    share = product_w * product_h / ((right - left) * (bottom - top))
+    assert share >= 0.3, f"a compact product covers only {share:.0%} of the safe area"
+    assert product_w * product_h / (size[0] * size[1]) >= 0.25
+
+
+def test_small_packshots_are_not_upscaled_into_blur():
+    layers = compose_keyframe(round_packshot(120), studio_kit(), (1280, 720))
+    assert layers.product.shape[0] <= 1.5 * 121

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videokit.encode import EncodeSettings, decode_rgb, encode_jpeg, encode_mp4
+from videokit.encode import EncodeSettings, decode_rgb, encode_jpeg, encode_mp4, rgb_to_i420
 
 WIDTH, HEIGHT, FPS, COUNT = 320, 240, 24, 30
 
@@ -80,9 +80,45 @@ def test_decode_can_resize(mp4):
 def test_yuv420p_input_matches_rgb_input():
     frames = moving_frames(8)
     from_rgb = encode_mp4(frames, (WIDTH, HEIGHT), FPS)
-    planar = [cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420) for frame in frames]
-    from_yuv = encode_mp4(planar, (WIDTH, HEIGHT), FPS, input_format="yuv420p")
+    planar = [rgb_to_i420(frame, "bt709") for frame in frames]
+    from_yuv = encode_mp4(planar, (WIDTH, HEIGHT), FPS, input_format="yuv420p", matrix="bt709")
     assert from_rgb == from_yuv
+
+
+def test_bt709_conversion_matches_ffmpeg():
+    """Our RGB->I420 and swscale's BT.709 limited-range conversion agree within one level."""
+    rng = np.random.default_rng(1)
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8), (0, 0), 3)
+    rgb = cv2.normalize(rgb, None, 0, 255, cv2.NORM_MINMAX)
+    reference = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", interpolation="AREA"
+    )
+    assert np.abs(rgb_to_i420(rgb, "bt709").astype(int) - reference.to_ndarray()).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("input_format", "matrix", "colorspace"),
+    [("rgb24", None, "bt709"), ("yuv420p", "bt709", "bt709"), ("yuv420p", None, "smpte170m")],
+)
+def test_colour_tags_name_the_matrix_the_samples_are_in(input_format, matrix, colorspace):
+    frames = moving_frames(4)
+    if input_format == "yuv420p":
+        frames = [rgb_to_i420(frame, matrix or "bt601") for frame in frames]
+    data = encode_mp4(frames, (WIDTH, HEIGHT), FPS, input_format=input_format, matrix=matrix)
+    with av.open(io.BytesIO(data)) as container:
+        frame = next(container.decode(video=0))
+        stream = container.streams.video[0].codec_context
+        assert (stream.color_primaries, stream.color_trc) == (1, 1)  # BT.709 primaries and transfer
+        assert stream.colorspace == {"bt709": 1, "smpte170m": 6}[colorspace]
+        assert stream.color_range == 1  # limited ("tv")
+        # Decoded frames carry the tag, so RGB conversion on the way out uses the same matrix.
+        assert frame.colorspace == stream.colorspace
+
+
+def test_rgb_to_i420_bt601_luma_matches_opencv():
+    rgb = moving_frames(1)[0]
+    ours = rgb_to_i420(rgb, "bt601")[:HEIGHT].astype(int)
+    assert np.abs(ours - cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)[:HEIGHT]).max() <= 1
 
 
 def test_odd_sizes_are_refused():

@@ -3,13 +3,14 @@ import io
 import itertools
 
 import av
+import cv2
 import numpy as np
 import pytest
 
 from tests.videokit.test_compose import bottle_packshot, brand_logo, studio_kit
 from videokit.compose import compose_keyframe
 from videokit.encode import decode_rgb
-from videokit.motion import MotionSpec, render_loop, render_motion_clip
+from videokit.motion import LoopRenderer, MotionSpec, motion_style_for, render_loop, render_motion_clip
 
 SIZE = (640, 360)
 SHORT = MotionSpec(duration_s=2.0, fps=24)
@@ -93,3 +94,80 @@ def test_motion_clip_encodes_the_loop(layers, frames):
 def test_spec_rejects_a_loop_without_frames():
     with pytest.raises(ValueError, match="at least 2 frames"):
         MotionSpec(duration_s=0.01)
+
+
+def sample_layers(sku_id: str, brand: str, size=(1280, 720)):
+    from PIL import Image
+
+    from samples.make_samples import SAMPLES_DIR, load_brands
+
+    kit = load_brands()[brand]
+    return compose_keyframe(
+        Image.open(SAMPLES_DIR / "packshots" / f"{sku_id}.png"), kit, size, logo=Image.open(SAMPLES_DIR / kit.logo)
+    )
+
+
+def product_hue_saturation(renderer: LoopRenderer, index: int) -> tuple[float, float]:
+    """Median hue (degrees) and saturation (0-1) of the opaque product pixels in frame `index`."""
+    pose = renderer.pose(index)
+    opaque = (renderer.product[..., 3] == 255).astype(np.uint8) * 255
+    mask = cv2.warpPerspective(cv2.erode(opaque, np.ones((5, 5), np.uint8)), pose.product, renderer.size) == 255
+    hsv = cv2.cvtColor(np.ascontiguousarray(renderer.rgba_frame(index)[..., :3]), cv2.COLOR_RGB2HSV_FULL)
+    pixels = hsv[mask].astype(float)
+    return float(np.median(pixels[:, 0]) * 360 / 256), float(np.median(pixels[:, 1]) / 255)
+
+
+@pytest.mark.parametrize("style", ["float", "turn"])
+@pytest.mark.parametrize(("sku_id", "brand"), [("NW-BPK-002", "northwind"), ("FJ-CAN-001", "fjord")])
+def test_the_light_keeps_the_products_colour_through_the_loop(sku_id, brand, style):
+    """The haze test: no frame's product is paler or shifted in hue against the keyframe."""
+    renderer = LoopRenderer(sample_layers(sku_id, brand), (1280, 720), MotionSpec(style=style))
+    hue0, saturation0 = product_hue_saturation(renderer, 0)
+    lifted = False
+    for index in range(0, renderer.spec.n_frames, 4):
+        hue, saturation = product_hue_saturation(renderer, index)
+        assert saturation >= saturation0 - 0.03, f"frame {index}: saturation {saturation:.2f} vs {saturation0:.2f}"
+        assert abs((hue - hue0 + 180) % 360 - 180) <= 4, f"frame {index}: hue {hue:.0f} vs {hue0:.0f}"
+        lifted |= renderer.pose(index).sweep_gain > 0.2
+    assert lifted, "the light never passes"
+
+
+@pytest.mark.parametrize("style", ["float", "turn"])
+def test_logo_pixels_identical_across_frames(layers, style):
+    renderer = LoopRenderer(layers, SIZE, dataclasses.replace(SHORT, style=style))
+    scaled = layers.resized(SIZE)
+    x, y = scaled.logo_xy
+    height, width = scaled.logo.shape[:2]
+    box = np.s_[y : y + height, x : x + width]
+    opaque = scaled.logo[..., 3] == 255  # where the logo hides the moving background
+    assert opaque.sum() > 100
+    first = renderer.rgba_frame(0)[box][opaque]
+    assert np.array_equal(first[:, :3], scaled.logo[..., :3][opaque]), "the logo is not drawn as it is"
+    for index in range(1, SHORT.n_frames):
+        assert np.array_equal(renderer.rgba_frame(index)[box][opaque], first), f"the logo moved in frame {index}"
+
+
+def test_turn_style_moves_loops_and_starts_at_the_keyframe(layers):
+    frames = list(render_loop(layers, SIZE, dataclasses.replace(SHORT, style="turn")))
+    assert np.abs(frames[0].astype(int) - layers.flatten()).max() <= 1
+    steps = [mean_step(a, b) for a, b in itertools.pairwise(frames)]
+    assert max(steps) > 0.1, "the product does not turn"
+    assert mean_step(frames[-1], frames[0]) <= 2 * np.median(steps) + 0.05, "the loop jumps at the seam"
+
+
+@pytest.mark.parametrize(
+    ("category", "prompt", "style"),
+    [
+        ("accessories", "slow orbit around the pack", "turn"),
+        ("footwear", "gentle push-in on the toe", "float"),
+        ("footwear", "", "turn"),
+        ("kitchen", "", "float"),
+    ],
+)
+def test_style_follows_the_prompt_then_the_category(category, prompt, style):
+    assert motion_style_for(category, prompt) == style
+
+
+def test_unknown_style_is_refused():
+    with pytest.raises(ValueError, match="style"):
+        MotionSpec(style="spin")
