@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, text
 
-from tests.resources.fault_matrix import CellResult, cells, run_cell  # noqa: E402
-from tests.servers import postgres  # noqa: E402
+from tests.resources.fault_matrix import CellResult, cells, run_cell
+from tests.servers import postgres
 
 
 def fresh_postgres_database(server_url: str) -> str:

@@ -26,8 +26,8 @@ import base64
 import functools
 import hashlib
 import io
-import json
 import ipaddress
+import json
 import ssl
 import time
 from abc import abstractmethod

@@ -26,14 +26,14 @@ from resources.emulators import (
     SlowDrip,
     TaskScript,
 )
+from resources.emulators.did import DidEmulator
+from resources.emulators.heygen import HeyGenEmulator
 from resources.generators.api_common import (
     ApiClipProvider,
     ProviderError,
     SubmissionUncertain,
     api_list_price,
 )
-from resources.emulators.did import DidEmulator
-from resources.emulators.heygen import HeyGenEmulator
 from resources.generators.did import DidPresenter
 from resources.generators.heygen import HeyGenPresenter
 from resources.ledger import BudgetExceeded, JobStatus, LedgerResource, day_scope
@@ -69,7 +69,7 @@ class Fault:
     name: str
     phase: str  # before_send | create | poll | download
     inject: Callable[[EmulatorServer, bool], None]  # (emulator, killed) -> None
-    script: TaskScript = TaskScript(running_s=0.05)
+    script: TaskScript = TaskScript(running_s=0.05)  # noqa: RUF009 - frozen, safe to share
     provider_overrides: tuple[tuple[str, Any], ...] = ()
 
 
@@ -161,8 +161,8 @@ def _render_in_child(settings: dict[str, Any], kill_before_send: bool) -> None:
         type(provider).keyframe_upload = _kill_here
     try:
         _render_once(provider)
-    except Exception:  # noqa: BLE001 - the parent judges the cell by the ledger and the emulator
-        pass
+    except Exception as error:  # noqa: BLE001 - the parent judges the cell by the ledger and the emulator
+        log(f"child render stopped: {error}")
 
 
 def _phase_reached(emulator: EmulatorServer, phase: str) -> bool:

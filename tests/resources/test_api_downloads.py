@@ -80,7 +80,7 @@ def http(**limits) -> ApiHttp:
         backoff_max_s=0.05,
         **{"allow_loopback_http": True, **limits},
     )
-    return ApiHttp("runway", policy, lambda: {}, [], log)
+    return ApiHttp("runway", policy, dict, [], log)
 
 
 def test_a_plain_download_within_the_limits(outputs):
