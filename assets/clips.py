@@ -101,7 +101,7 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
         layers = KeyframeLayers.from_files(load_files(storage, keyframe_record))
 
         def render(name: str, provider, seed: int, attempt: int) -> tuple[dict, bool]:
-            with pool_slot(context.instance, provider.pool, context.run.run_id, f"clip[{sku.sku_id}]", context.log.info):
+            with pool_slot(ledger, provider.pool, context.run.run_id, f"clip[{sku.sku_id}]", context.log.info):
                 record, reused = render_attempt(storage, sku, keyframe_record, layers, name, provider, config, seed,
                                                 attempt, context.log.info)
             if not reused:

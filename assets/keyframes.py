@@ -72,7 +72,8 @@ def keyframe(context: dg.AssetExecutionContext):
         reused = record is not None
         if record is None:
             name, provider = first_available_provider(policy.route(sku.fields).keyframe, context, log_unavailable)
-            with pool_slot(context.instance, provider.pool, context.run.run_id, f"keyframe[{sku_id}]", context.log.info):
+            with pool_slot(resources.ledger, provider.pool, context.run.run_id, f"keyframe[{sku_id}]",
+                           context.log.info):
                 record = render_keyframe(storage, sku, provider, context.log.info)
             record_render_charge(resources.ledger, sku, "keyframe", name, provider, 0, record["cost"])
         else:
