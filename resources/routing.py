@@ -146,6 +146,9 @@ def parse_policy(text: str, *, source: str, providers: Mapping[str, Iterable[str
         if not isinstance(when, dict) or not when:
             raise fail((*path, "when"), "expected a mapping of catalog field -> value or list of values")
         accepted = {field: tuple(v) if isinstance(v, list) else (v,) for field, v in when.items()}
+        for field, options in accepted.items():
+            if not all(isinstance(option, str) for option in options):
+                raise fail((*path, "when", field), "expected a value or a list of values, not a mapping or nested list")
         rule_chains = chains(raw, path, required=False)
         if not rule_chains:
             raise fail(path, f"a rule needs at least one of {', '.join(STAGES)}")

@@ -227,3 +227,9 @@ def test_catalog_rows_are_accepted_or_rejected_with_a_reason(packshot_folder, tm
     validated = validate_catalog(table, source=name, brand_fingerprints={"acme": "fp"}, check_images=intake)
     assert len(validated.accepted) + len({r.row for r in validated.rejects}) == len(table)
     assert all(r.reason and len(r.reason) <= 1000 and len(r.sku_id) <= 200 for r in validated.rejects)
+
+
+def test_a_rule_condition_that_could_never_match_is_an_error():
+    text = yaml.safe_dump({**GOOD_POLICY, "rules": [{"when": {"tier": {"is": "hero"}}, "clip": ["motion"]}]})
+    with pytest.raises(PolicyError, match=r"routing.yaml line \d+, rules\[0\]\.when\.tier: expected a value or a list"):
+        parse_policy(text, source="routing.yaml", providers=ROUTING_PROVIDERS, priced={"compose", "motion", "runway"})
