@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="Run the sample catalog through the whole graph and print a table.")
     demo.add_argument("--catalog", default="samples/catalog.csv")
     demo.add_argument("--brands", default="samples/brands.yaml")
-    commands.add_parser("setup-instance", help="Apply pool limits to the instance in $DAGSTER_HOME.")
+    commands.add_parser("setup-instance", help="Optional: copy the render pool limits (SKUVID_POOL_LIMITS) into the instance in $DAGSTER_HOME for the UI.")
     add_estimate_parser(commands)
     add_jobs_parser(commands)
     args = parser.parse_args(argv)
