@@ -167,7 +167,8 @@ def decode_i420(
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         for frame in container.decode(stream):
-            frames.append(to_i420(frame, size, focus))
+            # Modules are BT.601 (rgb_to_i420); product clips may be BT.709: convert, never relabel.
+            frames.append(to_i420(frame, size, focus, colorspace="ITU601"))
             times.append(frame.time if frame.time is not None else len(times) / rate)
     return frames, [t - times[0] for t in times] if times else times
 

@@ -70,12 +70,14 @@ def cover_geometry(source: tuple[int, int], target: tuple[int, int], focus: tupl
     return scaled, offset
 
 
-def to_i420(frame: av.VideoFrame, target: tuple[int, int], focus: tuple[float, float]) -> np.ndarray:
-    """A decoded frame scaled to cover `target`, cropped around the focus, as packed I420 (h * 3 / 2, w)."""
+def to_i420(frame: av.VideoFrame, target: tuple[int, int], focus: tuple[float, float],
+            colorspace: str | None = None) -> np.ndarray:
+    """A decoded frame scaled to cover `target`, cropped around the focus, as packed I420 (h * 3 / 2, w);
+    in `colorspace` ("ITU601", "ITU709") when given, else in the frame's own matrix."""
     (scaled_w, scaled_h), (ox, oy) = cover_geometry((frame.width, frame.height), target, focus)
     shrinking = scaled_w < frame.width
     planes = frame.to_ndarray(format="yuv420p", width=scaled_w, height=scaled_h,
-                              interpolation="AREA" if shrinking else "BICUBIC")
+                              interpolation="AREA" if shrinking else "BICUBIC", dst_colorspace=colorspace)
     tw, th = target
     if (scaled_w, scaled_h) == target:
         return planes

@@ -134,3 +134,17 @@ def test_scenes_render_in_worker_processes_in_order():
         n = scene_.pieces.n_frames
         assert n % 8 == 0 and n / 25 >= 0.2 + scene_.speech_s + 0.3
         assert scene_.cues[-1].end_s == pytest.approx(0.2 + scene_.speech_s, abs=1e-3)
+
+
+@pytest.mark.parametrize("matrix", ["bt601", "bt709"])
+def test_product_clips_are_converted_to_the_modules_matrix(matrix):
+    """A BT.709 product clip pasted into a BT.601 module keeps its colour (converted, not relabelled)."""
+    import cv2
+
+    from videokit.encode import encode_mp4
+    from videokit.module_assembly import decode_i420
+
+    red = np.full((64, 64, 3), (200, 30, 40), np.uint8)
+    frames, _ = decode_i420(encode_mp4([red, red], (64, 64), 24, matrix=matrix), (32, 32))
+    expected = cv2.cvtColor(red[:32, :32], cv2.COLOR_RGB2YUV_I420).astype(int)
+    assert np.abs(frames[0].astype(int) - expected).max() <= 4  # relabelled BT.709 red is 12 levels off
