@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets.artifacts import metadata_value
+from assets.artifacts import check_results, metadata_value
 from assets.partitions import sku_partitions
 from videokit.qa import CheckOutcome
 
@@ -29,7 +29,10 @@ def sku_backfill_policy() -> dg.BackfillPolicy:
 
 
 def check_specs(asset: str, checks: dict[str, str]) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=asset, blocking=True, description=why) for name, why in checks.items()]
+    """Checks partitioned like their asset: the run plans one execution per SKU and each evaluation lands on its
+    SKU's execution (unpartitioned specs leave a planned execution with no partition and no result)."""
+    return [dg.AssetCheckSpec(name, asset=asset, blocking=True, description=why, partitions_def=sku_partitions)
+            for name, why in checks.items()]
 
 
 def sku_asset(name: str, *, deps: list, kinds: set[str], description: str, checks: dict[str, str],
@@ -108,10 +111,9 @@ def run_per_sku(
 ) -> Iterator:
     keys = context.partition_keys
     if len(keys) == 1:
-        # AssetCheckResult carries no partition; an evaluation does, and blocking still fails the step.
+        # The check specs are partitioned, so Dagster ties these results to the run's SKU.
         outcome = step(keys[0])
-        yield dg.MaterializeResult(metadata=outcome.metadata)
-        yield from check_evaluations(asset, keys[0], outcome.checks, blocking=True)
+        yield dg.MaterializeResult(metadata=outcome.metadata, check_results=check_results(asset, outcome.checks))
         return
     failed = 0
     for key in keys:

@@ -75,14 +75,31 @@ def test_published_files_are_readable_by_others_as_the_umask_allows(published):
     assert FILE_MODE & stat.S_IROTH  # the test machine's umask (022) lets others read
 
 
+CHECK_HISTORY = """query ($asset: AssetKeyInput!, $check: String!) {
+  assetCheckExecutions(assetKey: $asset, checkName: $check, limit: 20) { runId partition evaluation { partition success } }
+}"""
+
+
 def test_every_check_evaluation_carries_its_sku(published):
+    """What the UI's check history shows, asked through Dagster's GraphQL API as the UI asks it."""
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
     instance, _, runs, _ = published
-    for sku, result in runs.items():
-        evaluations = result.get_asset_check_evaluations()
-        assert len(evaluations) == 10
-        assert {e.partition for e in evaluations} == {sku}
-        records = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-        assert {r.event_log_entry.dagster_event.event_specific_data.partition for r in records} == {sku}
+    for result in runs.values():
+        assert len(result.get_asset_check_evaluations()) == 10
+    run_skus = {result.run_id: sku for sku, result in runs.items()}
+    checks = [(spec.asset_key, spec.name) for asset in SKU_ASSETS for spec in asset.check_specs]
+    with define_out_of_process_context(str(Path("pipelines/definitions.py").resolve()), "defs", instance) as context:
+        for asset_key, check in checks:
+            answer = execute_dagster_graphql(context, CHECK_HISTORY,
+                                             {"asset": {"path": asset_key.path}, "check": check})
+            assert not answer.errors, answer.errors
+            executions = answer.data["assetCheckExecutions"]
+            assert {e["runId"] for e in executions} == set(run_skus), check
+            for execution in executions:
+                sku = run_skus[execution["runId"]]
+                assert execution["partition"] == sku and execution["evaluation"]["partition"] == sku, execution
+                assert execution["evaluation"]["success"]
 
 
 def test_cost_report_matches_the_ledger_and_a_reused_run_costs_nothing(published):
