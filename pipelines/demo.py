@@ -200,7 +200,7 @@ def run_demo_with(defs: dg.Definitions, catalog: str, brands: str, console: Cons
     for column in ("SKU", "status", "route", "clip by", "keyframe QA", "clip QA", "cost USD", "seconds", "reused"):
         table.add_column(column, justify="right" if column in ("cost USD", "seconds") else "left")
     for o in outcomes:
-        table.add_row(o.sku_id, o.status, o.route, o.provider, o.keyframe_qa, o.clip_qa, f"{o.cost_usd:.6f}", f"{o.seconds:.1f}",
+        table.add_row(o.sku_id, o.status, o.route, f"{o.provider} EMULATOR" if o.emulated else o.provider, o.keyframe_qa, o.clip_qa, f"{o.cost_usd:.6f}", f"{o.seconds:.1f}",
                       "yes" if o.reused else "no")
     console.print(table)
     render_campaign(defs, instance, console)
