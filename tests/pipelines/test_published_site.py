@@ -176,3 +176,36 @@ def test_gallery_opens_from_disk(published):
     page = gallery.read_text()
     for row in read_manifest(published[1]["storage"]).itertuples():
         assert f'src="{row.video_url}"' in page and "$" in page
+
+
+def test_emulated_api_clip_is_labelled_and_kept_out_of_real_totals(catalog_dir, tmp_path):
+    from pipelines.resources import build_resources
+    from resources.emulators import start_emulators
+    from resources.quality import QualityBarResource
+    from resources.storage import StorageResource
+
+    with start_emulators() as emulators, dg.instance_for_test() as instance:
+        resources = {
+            **build_resources(api_overrides={"runway": emulators.provider_settings()["runway"]}),
+            "storage": StorageResource(root=str(tmp_path / "data")),
+            "ledger": LedgerResource(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
+            # The emulator's stand-in motion sits under the hero bar's motion floor; this test is about labels.
+            "quality_bar": QualityBarResource(hero={"min_motion": 0.0}),
+        }
+        dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
+        result = dg.materialize(SKU_ASSETS, partition_key="HERO-1", instance=instance, resources=resources)
+        clip_meta = metadata(result, "clip")
+        assert clip_meta["provider"] == "runway" and clip_meta["emulated"] is True
+        assert metadata(result, "published_video")["clip_emulated"] is True
+        row = read_manifest(resources["storage"]).set_index("sku_id").loc["HERO-1"]
+        assert bool(row["emulated"]) is True
+        page = write_gallery(resources["storage"]).read_text()
+        assert "placeholder from a local runway emulator" in page and "gen4_turbo" not in page
+
+        charges = resources["ledger"].charges()
+        emulated = [c for c in charges if "emulated" in c.scopes]
+        assert [c.provider for c in emulated] == ["runway"] and emulated[0].usd > 0
+        report = metadata(dg.materialize([cost_report], instance=instance, resources=resources), "cost_report")
+        assert report["emulated_usd"] == pytest.approx(emulated[0].usd) and report["emulated_charges"] == 1
+        assert report["total_usd"] == pytest.approx(sum(c.usd for c in charges if c not in emulated))
+        assert "runway" not in {k.removeprefix("usd_") for k in report if k.startswith("usd_")}
