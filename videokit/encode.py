@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 from PIL import Image
 
-
 Matrix = Literal["bt601", "bt709"]
 X264_MATRIX: dict[str, str] = {"bt601": "smpte170m", "bt709": "bt709"}
 # Luma weights (Kr, Kb) of each matrix; limited ("tv") range: Y 16-235, Cb/Cr 16-240.
