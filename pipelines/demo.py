@@ -14,6 +14,7 @@ from rich.table import Table
 
 from assets.catalog import read_catalog
 from assets.costs import cost_report
+from assets.emulation import is_emulated
 from assets.publish import PUBLISHED_ROOT, read_manifest
 from pipelines.definitions import build_definitions
 from pipelines.instance import apply_pool_limits
@@ -118,9 +119,12 @@ def render_training(defs: dg.Definitions, instance: dg.DagsterInstance, console:
     if not meta:
         console.print(f"[red]training module {name}: failed, see the run in the UI[/]")
         return
+    narrator = str(meta["narrator"])
+    if is_emulated(defs.resources.get(narrator)):
+        narrator = f"a PLACEHOLDER presenter from a local {narrator} emulator (not {narrator}'s work)"
     console.print(
         f"training module {name}: {meta['duration_s']:.0f}s, {meta['scenes']} chapters, narrated by "
-        f"{meta['narrator']}, in {seconds:.1f}s; {meta['video']}"
+        f"{narrator}, in {seconds:.1f}s; {meta['video']}"
     )
 
 
