@@ -57,7 +57,8 @@ def test_drop_to_published_on_s3_and_postgres(tmp_path, s3_bucket, s3_env, postg
         manifest = read_manifest(storage).set_index("sku_id")
         assert sorted(manifest.index) == ["BULK-2", "HERO-1"]
         for sku, row in manifest.iterrows():
-            assert row["video_url"] == f"s3://{s3_bucket}/skuvid/published/{sku}/{row['content_hash']}.mp4"
+            assert row["video_url"] == f"{sku}/{row['content_hash']}.mp4"  # relative to the published root
+            assert storage.url(row["video_key"]) == f"s3://{s3_bucket}/skuvid/published/{sku}/{row['content_hash']}.mp4"
             head = client.head_object(Bucket=s3_bucket, Key=f"skuvid/published/{sku}/{row['content_hash']}.mp4")
             assert head["ContentLength"] == row["bytes"] > 10_000
         assert len(instance.get_runs()) == 2
