@@ -24,7 +24,7 @@ from resources.generators.diffusion import (
     shared_pipeline,
 )
 from videokit.brand import RGB, BrandKit
-from videokit.compose import compose_keyframe, render_background
+from videokit.compose import TARGET_SAFE_SHARE, compose_keyframe, render_background
 from videokit.loop import fit_to_size
 
 FLUX_VARIANTS = {
@@ -70,7 +70,10 @@ class FluxKeyframes(DiffusionProvider):
     variant: Literal["schnell", "kontext"] = Field(default="schnell", description="schnell or kontext")
     max_sequence_length: int = Field(default=256, description="T5 prompt tokens; schnell allows 256 at most.")
     margin: float = Field(default=0.08, description="Safe margin as a share of the frame's short side.")
-    product_scale: float = Field(default=0.62, description="Product height as a share of the frame.")
+    product_scale: float = Field(default=0.72, description="Largest product height, share of the frame height.")
+    target_share: float = Field(
+        default=TARGET_SAFE_SHARE, description="Product box as a share of the safe area, before the limits."
+    )
 
     def render_keyframe(self, request: KeyframeRequest, log: Log) -> KeyframeResult:
         spec = self.pipeline_spec()
@@ -88,6 +91,7 @@ class FluxKeyframes(DiffusionProvider):
                 logo=open_image(request.logo) if request.logo else None,
                 margin=self.margin,
                 product_scale=self.product_scale,
+                target_share=self.target_share,
             )
             layers = replace(staged, background=scene)
         log(
