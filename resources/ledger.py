@@ -571,19 +571,7 @@ class LedgerResource(ConfigurableResource):
             if job.status not in OPEN_STATUSES:
                 raise LedgerError(f"{job.describe()} is {job.status}; a {job.status} job cannot be charged")
             amount = to_micros(job.price_usd)
-            _insert_ignoring_conflict(
-                connection,
-                charges,
-                {
-                    "job_key": key,
-                    "provider": job.provider,
-                    "sku_id": job.sku_id,
-                    "micro_usd": amount,
-                    "day": _day_of(job.scopes),
-                    "scopes": list(job.scopes),
-                    "created_at": _now(),
-                },
-            )
+            _book_job_charge(connection, job, amount)
             self._move(connection, job.scopes, amount, spend=True)
             connection.execute(
                 update(api_jobs)
@@ -703,20 +691,7 @@ class LedgerResource(ConfigurableResource):
             if amount < 0:
                 raise LedgerError(f"{job.describe()}: a charge cannot be negative")
             if paid:
-                _insert_ignoring_conflict(
-                    connection,
-                    charges,
-                    {
-                        "job_key": key,
-                        "provider": job.provider,
-                        "sku_id": job.sku_id,
-                        "micro_usd": amount,
-                        "day": _day_of(job.scopes),
-                        "scopes": list(job.scopes),
-                        "created_at": _now(),
-                    },
-                )
-            if paid:
+                _book_job_charge(connection, job, amount)
                 self._move(connection, job.scopes, amount, spend=True)
                 self._move(connection, job.scopes, reserved - amount, spend=False)
             else:
@@ -755,6 +730,23 @@ def _now() -> datetime:
 def _reason(text: str) -> str:
     """A failure reason as stored: no credential of any kind, bounded."""
     return scrub_secrets(text)[:2000]
+
+
+def _book_job_charge(connection: Connection, job: ApiJob, amount: int) -> None:
+    """The job's one charge row (the unique job key makes a second insert a no-op)."""
+    _insert_ignoring_conflict(
+        connection,
+        charges,
+        {
+            "job_key": job.key,
+            "provider": job.provider,
+            "sku_id": job.sku_id,
+            "micro_usd": amount,
+            "day": _day_of(job.scopes),
+            "scopes": list(job.scopes),
+            "created_at": _now(),
+        },
+    )
 
 
 def _day_of(scopes: Sequence[str]) -> str:
