@@ -2,7 +2,8 @@
 
 The voice is espeak-ng's; the drawn figure's mouth opens with the loudness of each frame's audio and its eyes
 blink, so timing problems (audio and picture drifting apart, clips cut short) show when you watch the result.
-It is a test double and looks like one: a flat cartoon, never mistaken for a real presenter.
+It is a test double and looks like one: a flat cartoon under a burned-in PLACEHOLDER banner, never mistaken
+for a real presenter's work, whoever watches the clip.
 
 PresenterEmulator is the emulator base the HeyGen and D-ID emulators share: it renders such clips for its
 tasks, and hands its routes the query string (HeyGen's status is read by `?video_id=`).
@@ -26,6 +27,26 @@ from videokit.narration import EspeakSpeech, Speech
 
 FPS = 25
 AUDIO_RATE = 22050
+PLACEHOLDER_LABEL = "PLACEHOLDER - emulated presenter"
+BANNER_RGB = (20, 20, 20)
+
+
+def banner_height(height: int) -> int:
+    return max(12, height // 10)
+
+
+def _with_placeholder_banner(frame: np.ndarray) -> np.ndarray:
+    """A dark strip across the top with the label in white, scaled to fit the frame's width."""
+    height, width = frame.shape[:2]
+    strip = banner_height(height)
+    frame[:strip] = BANNER_RGB
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (text_w, text_h), _ = cv2.getTextSize(PLACEHOLDER_LABEL, font, 1.0, 2)
+    scale = min(0.9 * width / text_w, 0.6 * strip / text_h)
+    (text_w, text_h), _ = cv2.getTextSize(PLACEHOLDER_LABEL, font, scale, 1)
+    origin = ((width - text_w) // 2, (strip + text_h) // 2)
+    cv2.putText(frame, PLACEHOLDER_LABEL, origin, font, scale, (255, 255, 255), max(1, round(scale * 2)), cv2.LINE_AA)
+    return frame
 
 
 def _figure(size: tuple[int, int], background: tuple[int, int, int], mouth: float, blink: bool) -> np.ndarray:
@@ -54,7 +75,7 @@ def _figure(size: tuple[int, int], background: tuple[int, int, int], mouth: floa
     mouth_y = cy + unit // 10
     opening = max(1, int(mouth * unit * 0.05))
     cv2.ellipse(frame, (cx, mouth_y), (unit // 22, opening), 0, 0, 360, (150, 60, 60), -1)
-    return frame
+    return _with_placeholder_banner(frame)
 
 
 def mouth_openings(speech: Speech, n_frames: int, fps: int) -> np.ndarray:

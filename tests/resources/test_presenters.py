@@ -3,6 +3,7 @@ lost answers and crashes, and the promise that a presenter clip is never paid fo
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import signal
@@ -349,3 +350,23 @@ def test_a_clip_longer_than_its_worst_case_is_recorded_but_never_charged_past_th
     settled = ledger.settlement(job["idempotency_key"])
     assert settled.delivered_s == pytest.approx(result.duration_s) and settled.billed_usd > settled.charged_usd
     assert any("OVERRUN" in message and "job_usage" in message for message in messages)
+
+
+def test_the_emulated_presenter_is_labelled_a_placeholder_in_every_frame():
+    import av
+    import numpy as np
+
+    from resources.emulators.talking_head import BANNER_RGB, banner_height, talking_head_clip
+
+    clip = talking_head_clip("Hello there.", (320, 240))
+    with av.open(io.BytesIO(clip)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert frames
+    strip = banner_height(240)
+    for picture in frames:
+        banner = picture[2 : strip - 2].astype(int)
+        dark = np.all(np.abs(banner - BANNER_RGB) < 30, axis=-1).mean()
+        lettering = np.all(banner > 200, axis=-1).mean()
+        assert dark > 0.6, "the banner is there"
+        assert lettering > 0.03, "and it carries the label"
+        assert not np.all(np.abs(picture[strip:].astype(int) - BANNER_RGB) < 30), "the figure is below it"
