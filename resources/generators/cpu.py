@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from dagster import ConfigurableResource
-from PIL import Image
 from pydantic import Field
 
 from resources.generators.base import (
@@ -23,13 +22,8 @@ from resources.generators.base import (
 from resources.pricing import PricesResource
 from videokit.compose import TARGET_SAFE_SHARE, compose_keyframe
 from videokit.encode import EncodeSettings
-from videokit.images import open_image as open_untrusted_image
+from videokit.images import open_image
 from videokit.motion import MotionSpec, motion_style_for, render_motion_clip
-
-
-def open_image(data: bytes) -> Image.Image:
-    """A stored packshot or logo, decoded upright (EXIF orientation applied) like it was when checked and hashed."""
-    return open_untrusted_image(data)
 
 
 class ComposeKeyframes(ConfigurableResource):

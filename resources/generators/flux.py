@@ -14,7 +14,6 @@ from PIL import Image
 from pydantic import Field
 
 from resources.generators.base import KeyframeRequest, KeyframeResult, Log, measure_usage
-from resources.generators.cpu import open_image
 from resources.generators.diffusion import (
     DiffusionProvider,
     Variant,
@@ -25,6 +24,7 @@ from resources.generators.diffusion import (
 )
 from videokit.brand import RGB, BrandKit
 from videokit.compose import TARGET_SAFE_SHARE, compose_keyframe, render_background
+from videokit.images import open_image
 from videokit.loop import fit_to_size
 
 FLUX_VARIANTS = {

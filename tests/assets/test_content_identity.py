@@ -14,12 +14,12 @@ from PIL import Image, PngImagePlugin
 
 from assets.catalog import CATALOG_KEY, CatalogFileError, ingest_catalog, load_brand_kits
 from assets.keyframes import product_reference
-from resources.generators.cpu import open_image as open_packshot
 from resources.storage import StorageResource
 from videokit import images
 from videokit.brand import BrandKit
 from videokit.compose import compose_keyframe
 from videokit.images import ImageRejected, PixelBudget, open_image, pixel_digest
+from videokit.images import open_image as open_packshot
 from videokit.personalize import OverlayError
 from videokit.personalize import open_image as open_overlay_image
 
