@@ -27,14 +27,14 @@ $(VENV)/.installed-gpu: $(VENV)/.installed
 
 # File targets: set-up runs once and `make dev` or a second `make demo` reuse what it made.
 samples/packshots/.made: samples/make_samples.py samples/catalog.csv samples/brands.yaml | $(VENV)/.installed
-	$(BIN)/python samples/make_samples.py
+	$(BIN)/python -m samples.make_samples
 	touch $@
 
 samples/campaign/template.mp4: samples/campaign/make_campaign_samples.py | $(VENV)/.installed
-	$(BIN)/python samples/campaign/make_campaign_samples.py
+	$(BIN)/python -m samples.campaign.make_campaign_samples
 
 samples/training/images/.made: samples/training/make_training_samples.py | $(VENV)/.installed
-	$(BIN)/python samples/training/make_training_samples.py
+	$(BIN)/python -m samples.training.make_training_samples
 	touch $@
 
 $(INSTANCE): dagster.yaml | $(VENV)/.installed
@@ -43,7 +43,7 @@ $(INSTANCE): dagster.yaml | $(VENV)/.installed
 	$(BIN)/skuvid setup-instance || { rm -f $@; exit 1; }
 
 demo: setup
-	$(BIN)/skuvid demo
+	$(BIN)/python -m devkit.demo
 
 test: $(VENV)/.installed-gpu $(SAMPLES) $(INSTANCE)
 	$(BIN)/pytest -q

@@ -1,5 +1,7 @@
-"""Partition definitions. They live beside the assets that are declared with them (imports point one way)."""
+"""Every partition set of skuvid, in one place: one partition per SKU, per campaign, per training module."""
 
 from dagster import DynamicPartitionsDefinition
 
 sku_partitions = DynamicPartitionsDefinition(name="sku")
+campaign_partitions = DynamicPartitionsDefinition(name="campaign")
+module_partitions = DynamicPartitionsDefinition(name="module")

@@ -2,7 +2,7 @@
 
 Run from the repository root:  python bench/campaign.py [--sample 100] [--out bench/results/campaign.json]
 
-It renders a sample of recipients through the real campaign path (`assets.campaigns.run_campaign`: validation,
+It renders a sample of recipients through the real campaign path (`assets.campaigns.campaign_clips.run_campaign`: validation,
 template preparation, worker processes, smart rendering, per-clip QA, storage writes, manifest) and projects
 the time for 1,000. In the same run, the same clips are made by the ffmpeg command line for a few recipients
 (overlay of rendered PNGs with the same fades, then an encode of the whole clip) as the baseline. The process is
@@ -29,7 +29,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine_info  # noqa: E402
+from bench.machine import machine_info
 
 # Project modules are imported inside the functions that use them: the render workers are spawned, and a
 # spawned worker re-imports this script first, so what is imported here would sit in every worker's memory.
@@ -100,8 +100,8 @@ def overlay_pngs(folder: Path, spec, recipient, size: tuple[int, int]) -> dict[s
     """Full-frame RGBA PNGs the ffmpeg command overlays: the two text slots share one, the logo has its own."""
     from PIL import Image
 
-    from videokit.campaign_spec import TextSlot
-    from videokit.personalize import fit_text, open_image, render_image, render_text
+    from videokit.campaigns.personalize import fit_text, open_image, render_image, render_text
+    from videokit.campaigns.spec import TextSlot
 
     canvases = {"text": Image.new("RGBA", size, (0, 0, 0, 0)), "logo": Image.new("RGBA", size, (0, 0, 0, 0))}
     for content in recipient.contents:
@@ -163,10 +163,10 @@ def run_ffmpeg_baseline(folder: Path, spec_path: Path, storage, spec_hash: str, 
     import numpy as np
     import pandas as pd
 
-    from assets.campaign_inputs import validate_recipients
-    from videokit.campaign_spec import load_spec
-    from videokit.render_pool import psnr
-    from videokit.smart_render import EncoderSettings
+    from assets.campaigns.inputs import validate_recipients
+    from videokit.campaigns.render_pool import psnr
+    from videokit.campaigns.smart_render import EncoderSettings
+    from videokit.campaigns.spec import load_spec
 
     spec = load_spec(spec_path.read_text(), source=str(spec_path))
     frame = pd.read_csv(folder / "recipients.csv", dtype=str, keep_default_na=False).head(count)
@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--ffmpeg-clips", type=int, default=3, help="recipients also made with the ffmpeg CLI")
     parser.add_argument("--out", type=Path, default=Path("bench/results/campaign.json"))
     args = parser.parse_args()
-    from assets.campaigns import run_campaign
+    from assets.campaigns.campaign_clips import run_campaign
     from resources.storage import StorageResource
 
     console = Console()

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,19 +21,17 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-import sys
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
 
-from bench.machine import machine_info  # noqa: E402
-from videokit.brand import BrandKit
-from videokit.compose import KeyframeLayers, compose_keyframe, over, shadow_premultiplied
-from videokit.encode import EncodeSettings
-from videokit.motion import LOOP_ENCODE, MotionSpec, render_motion_clip
+from bench.machine import machine_info
+from videokit.media.brand import BrandKit
+from videokit.media.encode import EncodeSettings
+from videokit.sku_video.compose import KeyframeLayers, compose_keyframe, over, shadow_premultiplied
+from videokit.sku_video.motion import LOOP_ENCODE, MotionSpec, render_motion_clip
 
 CLIP_SIZE = (1280, 720)
 TARGET_CLIP_S = 1.0
@@ -49,9 +48,9 @@ KIT = BrandKit(
 
 
 def product_packshot() -> Image.Image:
-    """The shared synthetic packshot when videokit.packshots exists, else a flat bottle on white."""
+    """The shared synthetic packshot when devkit.sample_art exists, else a flat bottle on white."""
     try:
-        from videokit.packshots import draw_packshot
+        from devkit.sample_art import draw_packshot
     except ImportError:
         return _flat_bottle()
     return draw_packshot("bottle", color=(32, 92, 160), accent=(200, 40, 40), label="AQUA", size=1200)
@@ -121,9 +120,9 @@ def moviepy_clip(layers: KeyframeLayers, spec: MotionSpec, settings: EncodeSetti
 
 
 def qa_seconds(clip_bytes: bytes, layers: KeyframeLayers | None = None) -> float | None:
-    """QA timing slot: seconds for videokit.qa.measure_clip on the clip, None until that function exists."""
+    """QA timing slot: seconds for videokit.sku_video.qa.measure_clip on the clip, None until that function exists."""
     try:
-        from videokit import qa
+        from videokit.sku_video import qa
     except ImportError:
         return None
     measure_clip = getattr(qa, "measure_clip", None)
@@ -225,7 +224,7 @@ def main() -> None:
         f"ImageClip + CompositeVideoClip, {figures['moviepy_clip_kib']:.0f} KiB",
     )
     if qa_s is None:
-        table.add_row("QA measure_clip", "—", "—", "videokit.qa.measure_clip not available yet")
+        table.add_row("QA measure_clip", "—", "—", "videokit.sku_video.qa.measure_clip not available yet")
     else:
         table.add_row("QA measure_clip", f"{median(qa_s):.3f}", f"{min(qa_s):.3f}", "decode + metrics")
     console.print(table)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text
 
-from tests.resources.fault_matrix import CellResult, cells, run_cell
+from tests.resources.providers.api.fault_matrix import CellResult, cells, run_cell
 from tests.servers import postgres
 
 

@@ -48,14 +48,18 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.cpu_tier import KIT, product_packshot
-from resources.generators.cogvideox import CogVideoXClips
-from resources.generators.diffusion import DiffusionProvider, Optimisations, optimise, timed_call
-from resources.generators.flux import FluxKeyframes
-from resources.generators.wan import WanClips
 from resources.pricing import PricesResource
-from tests.resources import tiny_pipelines
-from tests.resources.tiny_pipelines import CogVideoXArchitecture, FluxArchitecture, WanArchitecture
-from videokit.compose import compose_keyframe
+from resources.providers.gpu.cogvideox import CogVideoXClips
+from resources.providers.gpu.diffusion import DiffusionProvider, Optimisations, optimise, timed_call
+from resources.providers.gpu.flux import FluxKeyframes
+from resources.providers.gpu.wan import WanClips
+from tests.resources.providers.gpu import tiny_pipelines
+from tests.resources.providers.gpu.tiny_pipelines import (
+    CogVideoXArchitecture,
+    FluxArchitecture,
+    WanArchitecture,
+)
+from videokit.sku_video.compose import compose_keyframe
 
 REQUEST_SIZE = (1280, 720)
 TARGET_SPEEDUP = 1.5

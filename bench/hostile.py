@@ -36,11 +36,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from assets.campaign_inputs import CampaignError, LogoCache, load_template, read_recipients
-from assets.catalog import load_brand_kits
-from assets.catalog_rows import CatalogFileError
-from assets.packshot_intake import intake_packshots
-from assets.training_inputs import load_script, resolve_visuals
+from assets.campaigns.inputs import CampaignError, LogoCache, load_template, read_recipients
+from assets.catalog.packshot_intake import intake_packshots
+from assets.catalog.rows import CatalogFileError
+from assets.catalog.sku_catalog import load_brand_kits
+from assets.training.inputs import load_script, resolve_visuals
 from resources.routing import PolicyError
 from resources.sources import SourceError, SourcePolicy, read_source
 from resources.storage import StorageResource
@@ -53,8 +53,8 @@ from tests.hostile_sources import (
     s3_cases,
 )
 from tests.servers import seaweedfs
-from videokit.campaign_spec import SpecError, load_spec
-from videokit.training_script import ScriptError
+from videokit.campaigns.spec import SpecError, load_spec
+from videokit.training.script import ScriptError
 
 MiB = 1024 * 1024
 TARGET_S, TARGET_MB = 2.0, 300.0

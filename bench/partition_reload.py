@@ -3,7 +3,7 @@
     python bench/partition_reload.py [--sizes 1000 10000 30000] [--calls 20]
 
 Each call checks its key against the run's range by loading every `sku` partition from the instance.
-A batched step used to make that call once per SKU and asset (three a SKU); `assets.per_sku.add_sku_metadata`
+A batched step used to make that call once per SKU and asset (three a SKU); `assets.sku_video.per_sku.add_sku_metadata`
 skips it. Prints milliseconds per call and the ratio against the smallest catalog, measured in the same run.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import dagster as dg  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import dagster as dg
+from rich.console import Console
+from rich.table import Table
 
-from assets.partitions import sku_partitions  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
+from assets.partitions import sku_partitions
+from bench.machine import machine_info
 
 
 def ms_per_range_check(instance: dg.DagsterInstance, calls: int) -> float:

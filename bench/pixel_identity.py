@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np
 from PIL import Image
 
-from assets.catalog_rows import check_image
+from assets.catalog.rows import check_image
 from bench.machine import machine_info
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.videokit import qa_corpus  # noqa: E402
-from tests.videokit.clipfactory import FPS, HEIGHT, WIDTH  # noqa: E402
-from videokit.qa import QAThresholds, judge_clip, measure_clip  # noqa: E402
+from tests.videokit.sku_video import qa_corpus
+from tests.videokit.sku_video.clipfactory import FPS, HEIGHT, WIDTH
+from videokit.sku_video.qa import QAThresholds, judge_clip, measure_clip
 
 TIERS = {"bulk": QAThresholds.bulk(), "hero": QAThresholds.hero()}
 # score -> (threshold field, whether the score must stay below it)

@@ -35,15 +35,15 @@ from unittest.mock import patch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import dagster as dg  # noqa: E402
-import psutil  # noqa: E402
-import yaml  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import dagster as dg
+import psutil
+import yaml
+from rich.console import Console
+from rich.table import Table
 
-from bench.machine import machine_info  # noqa: E402
-from tests.servers import free_port, seaweedfs  # noqa: E402
-from videokit.packshots import PRODUCT_KINDS, draw_packshot  # noqa: E402
+from bench.machine import machine_info
+from devkit.sample_art import PRODUCT_KINDS, draw_packshot
+from tests.servers import free_port, seaweedfs
 
 console = Console()
 KINDS = list(PRODUCT_KINDS)
@@ -122,14 +122,14 @@ def measure_sensor_tick(skus: int, work: Path) -> dict:
 
 def pure_work(sample: list[str], storage_root: Path) -> tuple[float, float]:
     """Wall and CPU seconds of the keyframe, clip, QA and publish work a run does for `sample`, without Dagster."""
-    from assets.catalog import sku_lookup
-    from assets.clips import ClipConfig, render_attempt
-    from assets.keyframes import render_keyframe
-    from assets.publish import publish_files
+    from assets.catalog.sku_catalog import sku_lookup
+    from assets.sku_video.clips import ClipConfig, render_attempt
+    from assets.sku_video.keyframes import render_keyframe
+    from assets.sku_video.publish import publish_files
     from pipelines.resources import build_resources
     from resources.storage import StorageResource
-    from videokit.compose import KeyframeLayers
-    from videokit.qa import ClipScores
+    from videokit.sku_video.compose import KeyframeLayers
+    from videokit.sku_video.qa import ClipScores
 
     resources = build_resources()
     storage = StorageResource(root=str(storage_root))

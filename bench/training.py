@@ -2,7 +2,7 @@
 
 Run from the repository root:  python bench/training.py [--out bench/results/training.json]
 
-It builds `samples/training/product-care.md` through the real path (`assets.training.build_module`: parsing,
+It builds `samples/training/product-care.md` through the real path (`assets.training.training_module.build_module`: parsing,
 checks, espeak-ng narration, stills, scene encodes in worker processes, stream-copy join, captions, chapters,
 poster, storage writes) into a scratch folder, then edits one scene's narration and builds again, then builds
 once more unchanged. The SKU scene plays the published clip when `--published` (default `.data`) has it,
@@ -80,9 +80,9 @@ def still_encode_baseline(seconds: float) -> dict:
     """One slide held for `seconds`: every frame through x264, against one GOP encoded and repeated."""
     from fractions import Fraction
 
-    from videokit.module_assembly import AssemblySettings, rgb_to_i420, still_parts
-    from videokit.slides import Look, render_slide
-    from videokit.smart_render import encode_span
+    from videokit.campaigns.smart_render import encode_span
+    from videokit.training.module_assembly import AssemblySettings, rgb_to_i420, still_parts
+    from videokit.training.slides import Look, render_slide
 
     settings = AssemblySettings()
     n_frames = settings.scene_frames(seconds)
@@ -142,7 +142,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/training.json"))
     args = parser.parse_args()
-    from assets.training import build_module
+    from assets.training.training_module import build_module
     from resources.pricing import PricesResource
     from resources.storage import StorageResource
 

@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import machine_info  # noqa: E402
-from bench.scale import console, prepare_catalog, pure_work_in_parallel, run_concurrency  # noqa: E402
+from bench.machine import machine_info
+from bench.scale import console, prepare_catalog, pure_work_in_parallel, run_concurrency
 
 
 def main() -> None:

@@ -14,9 +14,6 @@ from pipelines.jobs_cli import add_jobs_parser, run_jobs
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skuvid", description="Turn a product catalog into product videos.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="Run the sample catalog through the whole graph and print a table.")
-    demo.add_argument("--catalog", default="samples/catalog.csv")
-    demo.add_argument("--brands", default="samples/brands.yaml")
     commands.add_parser("setup-instance", help="Optional: copy the render pool limits (SKUVID_POOL_LIMITS) into the instance in $DAGSTER_HOME for the UI.")
     add_estimate_parser(commands)
     add_jobs_parser(commands)
@@ -36,11 +33,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_estimate(args, console)
     if args.command == "jobs":
         return run_jobs(args, console)
-    if args.command == "demo":
-        from pipelines.demo import run_demo
-
-        outcomes = run_demo(args.catalog, args.brands, console)
-        return 0 if outcomes and all(o.status == "published" for o in outcomes) else 1
     return 2
 
 

@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from assets.campaigns import campaign_clips
-from assets.catalog import sku_catalog
-from assets.clips import clip
-from assets.costs import cost_estimate, cost_report
-from assets.keyframes import keyframe
-from assets.publish import published_video
-from assets.training import training_module
+from assets.campaigns.campaign_clips import campaign_clips
+from assets.catalog.sku_catalog import sku_catalog
+from assets.costs.cost_report import cost_estimate, cost_report
+from assets.sku_video.clips import clip
+from assets.sku_video.keyframes import keyframe
+from assets.sku_video.publish import published_video
+from assets.training.training_module import training_module
 from pipelines.jobs import campaign_job, catalog_job, sku_video_job, training_job
 from pipelines.resources import build_resources
 from pipelines.schedules import nightly_catalog_refresh

@@ -6,8 +6,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from assets.catalog_rows import TIERS, read_table
-from assets.cost_estimate import Capacity, Estimate, estimate_backfill, load_policy, synthetic_catalog
+from assets.catalog.rows import TIERS, read_table
+from assets.costs.estimate import Capacity, Estimate, estimate_backfill, load_policy, synthetic_catalog
 from resources.pricing import PricesResource
 
 

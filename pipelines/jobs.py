@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from assets.campaigns import campaign_clips
-from assets.training import training_module
-from assets.catalog import sku_catalog
-from assets.clips import clip
-from assets.keyframes import keyframe
-from assets.publish import published_video
+from assets.campaigns.campaign_clips import campaign_clips
+from assets.catalog.sku_catalog import sku_catalog
+from assets.sku_video.clips import clip
+from assets.sku_video.keyframes import keyframe
+from assets.sku_video.publish import published_video
+from assets.training.training_module import training_module
 
 catalog_job = dg.define_asset_job(
     "catalog_job",

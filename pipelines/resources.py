@@ -4,17 +4,17 @@ import os
 
 from dagster import EnvVar
 
-from resources.generators.cogvideox import CogVideoXClips
-from resources.generators.cpu import ComposeKeyframes, MotionClips
-from resources.generators.did import DidPresenter
-from resources.generators.flux import FluxKeyframes
-from resources.generators.heygen import HeyGenPresenter
-from resources.generators.kling import KlingClips
-from resources.generators.pika import PikaClips
-from resources.generators.runway import RunwayClips
-from resources.generators.wan import WanClips
 from resources.ledger import LedgerResource
+from resources.presenters.did import DidPresenter
+from resources.presenters.heygen import HeyGenPresenter
 from resources.pricing import PricesResource
+from resources.providers.api.kling import KlingClips
+from resources.providers.api.pika import PikaClips
+from resources.providers.api.runway import RunwayClips
+from resources.providers.cpu import ComposeKeyframes, MotionClips
+from resources.providers.gpu.cogvideox import CogVideoXClips
+from resources.providers.gpu.flux import FluxKeyframes
+from resources.providers.gpu.wan import WanClips
 from resources.quality import QualityBarResource
 from resources.routing import RoutingResource
 from resources.storage import StorageResource

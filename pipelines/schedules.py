@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from assets.catalog import ingest_catalog, read_catalog, register_skus
-from assets.catalog_rows import CatalogFileError
-from assets.publish import published_versions
+from assets.catalog.rows import CatalogFileError
+from assets.catalog.sku_catalog import ingest_catalog, read_catalog, register_skus
+from assets.sku_video.publish import published_versions
 from pipelines import settings
 from pipelines.jobs import sku_video_job
 from resources.storage import StorageResource

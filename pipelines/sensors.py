@@ -11,8 +11,8 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3.sensor import get_objects
 
-from assets.catalog import IngestReport, ingest_catalog
-from assets.catalog_rows import CATALOG_FORMATS, CatalogFileError, Reject
+from assets.catalog.rows import CATALOG_FORMATS, CatalogFileError, Reject
+from assets.catalog.sku_catalog import IngestReport, ingest_catalog
 from assets.partitions import sku_partitions
 from pipelines import settings
 from pipelines.jobs import sku_video_job

@@ -3,7 +3,7 @@
 import os
 from urllib.parse import urlparse
 
-from assets.catalog_rows import DEFAULT_MAX_PIXELS
+from assets.catalog.rows import DEFAULT_MAX_PIXELS
 
 
 def catalog_source() -> str:

@@ -60,7 +60,7 @@ class PriceTable:
     providers: dict[str, ProviderCost]
 
     @classmethod
-    def from_yaml(cls, text: str, *, source: str = "prices.yaml") -> "PriceTable":
+    def from_yaml(cls, text: str, *, source: str = "prices.yaml") -> PriceTable:
         try:
             data = load_yaml(text, source=source).data
         except YamlInputError as error:

@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from videokit.qa import QAThresholds
+from videokit.sku_video.qa import QAThresholds
 
 THRESHOLD_NAMES = frozenset(f.name for f in fields(QAThresholds))
 

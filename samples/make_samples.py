@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from videokit.brand import RGB, BrandKit, parse_hex
-from videokit.packshots import draw_logo, draw_packshot
+from devkit.sample_art import draw_logo, draw_packshot
+from videokit.media.brand import RGB, BrandKit, parse_hex
 
 SAMPLES_DIR = Path(__file__).resolve().parent
 CATALOG_CSV = SAMPLES_DIR / "catalog.csv"

@@ -14,16 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from assets.campaign_inputs import Reject as RecipientReject
-from assets.campaign_inputs import validate_recipients
-from assets.catalog import load_brand_kits
-from assets.catalog_rows import CatalogFileError, read_table, validate_catalog
-from assets.packshot_intake import intake_packshots
+from assets.campaigns.inputs import Reject as RecipientReject
+from assets.campaigns.inputs import validate_recipients
+from assets.catalog.packshot_intake import intake_packshots
+from assets.catalog.rows import CatalogFileError, read_table, validate_catalog
+from assets.catalog.sku_catalog import load_brand_kits
 from resources.routing import PolicyError, RoutingPolicy, parse_policy
 from resources.storage import StorageResource
-from videokit.brand import BrandKit, BrandKitError
-from videokit.campaign_spec import CampaignSpec, SpecError, check_columns, load_spec
-from videokit.training_script import ModuleScript, ScriptError, parse_script
+from videokit.campaigns.spec import CampaignSpec, SpecError, check_columns, load_spec
+from videokit.media.brand import BrandKit, BrandKitError
+from videokit.training.script import ModuleScript, ScriptError, parse_script
 from videokit.yaml_input import YamlDocument, YamlInputError, load_yaml
 
 FAST = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow,

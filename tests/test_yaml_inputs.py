@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from assets.catalog import load_brand_kits
-from assets.catalog_rows import CatalogFileError
+from assets.catalog.rows import CatalogFileError
+from assets.catalog.sku_catalog import load_brand_kits
 from resources.pricing import PriceTable, PriceTableError
 from resources.routing import PolicyError, parse_policy
-from videokit.campaign_spec import SpecError, load_spec
-from videokit.training_script import ScriptError, parse_script
+from videokit.campaigns.spec import SpecError, load_spec
+from videokit.training.script import ScriptError, parse_script
 from videokit.yaml_input import MAX_BYTES, YamlInputError, load_yaml
 
 # About 400 bytes that a plain safe_load turns into 9**8 (43 million) references once walked.

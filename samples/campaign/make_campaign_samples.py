@@ -171,7 +171,7 @@ def draw_logo(name: str, size: int = 320) -> Image.Image:
     else:
         draw.ellipse(box, outline=(*fill, 255), width=size // 8)
         draw.ellipse((3 * m, 3 * m, size - 3 * m, size - 3 * m), fill=(*fill, 200))
-    from videokit.text import load_font  # the bundled font, so logos look the same everywhere
+    from videokit.media.text import load_font  # the bundled font, so logos look the same everywhere
 
     font = load_font(size // 3, bold=True)
     text = name[:2].upper()

@@ -9,16 +9,16 @@ import time
 
 import pytest
 
-from assets.campaign_inputs import CampaignError, LogoCache, load_template, read_recipients
-from assets.catalog import load_brand_kits
-from assets.catalog_rows import CatalogFileError
-from assets.packshot_intake import intake_packshots
-from assets.training_inputs import load_script, resolve_visuals
+from assets.campaigns.inputs import CampaignError, LogoCache, load_template, read_recipients
+from assets.catalog.packshot_intake import intake_packshots
+from assets.catalog.rows import CatalogFileError
+from assets.catalog.sku_catalog import load_brand_kits
+from assets.training.inputs import load_script, resolve_visuals
 from resources.sources import shown
 from resources.storage import StorageResource
 from tests.hostile_sources import LoggingServer, Sentinel, http_cases, local_cases, png_bytes
-from videokit.campaign_spec import load_spec
-from videokit.training_script import ScriptError
+from videokit.campaigns.spec import load_spec
+from videokit.training.script import ScriptError
 
 REASON = "not allowed by the source policy: {}"
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from devkit.sample_art import draw_packshot
 from pipelines.resources import build_resources
 from resources.storage import StorageResource
-from videokit.packshots import draw_packshot
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from videokit.packshots import draw_packshot
+from devkit.sample_art import draw_packshot
 
 BRANDS_YAML = (
     "brands:\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.publish import read_manifest
+from assets.sku_video.publish import read_manifest
 from pipelines.definitions import defs
 from pipelines.jobs import sku_video_job
 from pipelines.resources import build_resources

@@ -10,13 +10,13 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from assets.catalog import sku_catalog
-from assets.clips import clip
-from assets.keyframes import keyframe
-from assets.publish import published_video, read_manifest
-from resources.generators.base import ClipRequest, ClipResult
-from resources.generators.cpu import MotionClips
-from videokit.encode import ClipFile, EncodeSettings, encode_jpeg, encode_mp4
+from assets.catalog.sku_catalog import sku_catalog
+from assets.sku_video.clips import clip
+from assets.sku_video.keyframes import keyframe
+from assets.sku_video.publish import published_video, read_manifest
+from resources.providers.base import ClipRequest, ClipResult
+from resources.providers.cpu import MotionClips
+from videokit.media.encode import ClipFile, EncodeSettings, encode_jpeg, encode_mp4
 
 SKU_ASSETS = [keyframe, clip, published_video]
 
@@ -151,7 +151,7 @@ def test_batched_run_does_not_reload_the_partitions_per_sku(catalog_dir, resourc
 
 
 def test_cost_estimate_asset_for_the_current_catalog(catalog_dir, resources):
-    from assets.costs import cost_estimate
+    from assets.costs.cost_report import cost_estimate
 
     with dg.instance_for_test() as instance:
         dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
@@ -167,7 +167,7 @@ def test_cost_report_from_the_ledger_with_last_backfill(catalog_dir, resources, 
 
     from dagster._core.execution.backfill import PartitionBackfill
 
-    from assets.costs import REPORT_CHART_KEY, cost_report
+    from assets.costs.cost_report import REPORT_CHART_KEY, cost_report
     from pipelines.definitions import defs
     from resources.ledger import LedgerResource
 

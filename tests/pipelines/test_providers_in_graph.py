@@ -5,12 +5,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.catalog import sku_catalog
+from assets.catalog.sku_catalog import sku_catalog
 from pipelines.resources import build_resources
-from resources.generators.cogvideox import CogVideoXClips
-from resources.generators.flux import FluxKeyframes
-from resources.generators.runway import RunwayClips
-from resources.generators.wan import WanClips
+from resources.providers.api.runway import RunwayClips
+from resources.providers.gpu.cogvideox import CogVideoXClips
+from resources.providers.gpu.flux import FluxKeyframes
+from resources.providers.gpu.wan import WanClips
 from resources.quality import QualityBarResource
 from resources.routing import RoutingResource
 from resources.storage import StorageResource
@@ -28,7 +28,7 @@ RELAXED_BULK = QualityBarResource(bulk={
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> dict[str, str]:
     pytest.importorskip("diffusers")
-    from tests.resources import tiny_pipelines
+    from tests.resources.providers.gpu import tiny_pipelines
 
     root = tmp_path_factory.mktemp("tiny")
     return {
@@ -74,7 +74,7 @@ def test_keyframe_and_clip_through_each_gpu_family(catalog_dir, tmp_path, tiny_m
 
 
 def test_api_hero_through_the_emulator_leaks_no_key(catalog_dir, tmp_path, monkeypatch):
-    from resources.emulators import start_emulators
+    from devkit.emulators import start_emulators
 
     with start_emulators() as emulators:
         settings = emulators.provider_settings()["runway"]

@@ -13,12 +13,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.catalog import sku_catalog
-from assets.clips import clip
-from assets.costs import cost_report
-from assets.keyframes import keyframe
-from assets.publish import published_video, read_manifest
-from pipelines.demo import write_gallery
+from assets.catalog.sku_catalog import sku_catalog
+from assets.costs.cost_report import cost_report
+from assets.sku_video.clips import clip
+from assets.sku_video.keyframes import keyframe
+from assets.sku_video.publish import published_video, read_manifest
+from devkit.demo import write_gallery
 from resources.ledger import LedgerResource
 from resources.storage import FILE_MODE
 
@@ -179,8 +179,8 @@ def test_gallery_opens_from_disk(published):
 
 
 def test_emulated_api_clip_is_labelled_and_kept_out_of_real_totals(catalog_dir, tmp_path):
+    from devkit.emulators import start_emulators
     from pipelines.resources import build_resources
-    from resources.emulators import start_emulators
     from resources.quality import QualityBarResource
     from resources.storage import StorageResource
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from assets.catalog import read_catalog
+from assets.catalog.sku_catalog import read_catalog
 from pipelines.resources import build_resources
 from pipelines.schedules import nightly_catalog_refresh
 from resources.storage import StorageResource

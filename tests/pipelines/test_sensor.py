@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.catalog import read_catalog
+from assets.catalog.sku_catalog import read_catalog
 from pipelines.sensors import Drop, new_sku_drops
 from resources.sources import SourcePolicy, SourceRefused, read_source
 from resources.storage import StorageResource, parent_of

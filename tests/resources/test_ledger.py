@@ -14,7 +14,7 @@ from resources.ledger import (
     LedgerResource,
     day_scope,
 )
-from tests.resources.api_fixtures import (  # noqa: F401 - fixtures
+from tests.resources.providers.api.api_fixtures import (  # noqa: F401 - fixtures
     after_barrier,
     forked_processes,
     ledger_url,

@@ -21,7 +21,7 @@ from resources.pool_slots import (
     pool_slot,
     slots_engine,
 )
-from tests.resources.api_fixtures import postgres_ledger_url  # noqa: F401 - fixture
+from tests.resources.providers.api.api_fixtures import postgres_ledger_url  # noqa: F401 - fixture
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

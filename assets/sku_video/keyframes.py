@@ -1,0 +1,139 @@
+"""`keyframe` per SKU: the still every clip starts from, with blocking QA checks."""
+
+from collections.abc import Callable
+from dataclasses import asdict
+
+import dagster as dg
+import numpy as np
+
+from assets.catalog.sku_catalog import Sku, sku_catalog, sku_lookup
+from assets.costs.estimate import load_policy
+from assets.sku_video.artifacts import (
+    cost_metadata,
+    qa_summary,
+    read_record,
+    record_render_charge,
+    render_prefix,
+    save_render,
+)
+from assets.sku_video.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
+from resources.pool_slots import pool_slot
+from resources.providers.base import KeyframeRequest
+from resources.routing import PolicyError
+from resources.storage import StorageResource
+from videokit.media.brand import KEYFRAME_SIZES
+from videokit.sku_video.compose import KeyframeLayers, render_background
+from videokit.sku_video.qa import KeyframeScores, judge_keyframe, measure_keyframe
+
+KEYFRAME_PROVIDERS = ("compose", "flux")
+KEYFRAME_CHECKS = {
+    "keyframe_format": "Resolution and aspect match the SKU's target size.",
+    "keyframe_brand_background": "Border colour is within the ΔE limit of the brand kit's background.",
+    "keyframe_product_fidelity": "Product pixels match the packshot cut-out (PSNR).",
+    "keyframe_sharpness": "The keyframe is not blurred.",
+}
+
+
+def product_reference(layers: KeyframeLayers) -> np.ndarray:
+    """The product layer's own pixels placed in frame: what the keyframe must show where the product is opaque."""
+    width, height = layers.size
+    reference = np.zeros((height, width, 3), np.uint8)
+    x, y = layers.product_xy
+    product = layers.product[max(0, -y) : height - y, max(0, -x) : width - x, :3]
+    reference[max(0, y) : max(0, y) + product.shape[0], max(0, x) : max(0, x) + product.shape[1]] = product
+    return reference
+
+
+def keyframe_scores(sku: Sku, layers: KeyframeLayers) -> KeyframeScores:
+    return measure_keyframe(
+        layers.flatten(),
+        expected_size=KEYFRAME_SIZES[sku.aspect],
+        product_reference=product_reference(layers),
+        product_mask=layers.product_mask(),
+        brand_background=render_background(sku.brand, layers.size),
+    )
+
+
+@sku_asset(
+    "keyframe",
+    deps=[sku_catalog],
+    kinds={"png"},
+    description="The SKU's keyframe: product cut out of its packshot on the brand background, with layers for motion.",
+    checks=KEYFRAME_CHECKS,
+    required_resource_keys={"storage", "quality_bar", "routing", "prices", "ledger", *KEYFRAME_PROVIDERS},
+)
+def keyframe(context: dg.AssetExecutionContext):
+    resources = context.resources
+    storage, quality_bar = resources.storage, resources.quality_bar
+    try:
+        policy = load_policy(resources.prices.table, resources.routing.path)
+    except PolicyError as error:
+        raise dg.Failure(description=str(error)) from None
+
+    log_unavailable = log_once(context.log.info)
+    lookup = sku_lookup(storage)
+
+    def keyframe_for(sku_id: str) -> SkuOutcome:
+        sku = lookup(sku_id)
+        record = read_record(storage, sku, "keyframe")
+        reused = record is not None
+        if record is None:
+            name, provider = first_available_provider(policy.route(sku.fields).keyframe, context, log_unavailable)
+            with pool_slot(resources.ledger, provider.pool, context.run.run_id, f"keyframe[{sku_id}]",
+                           context.log.info):
+                record = render_keyframe(storage, sku, provider, context.log.info)
+            record_render_charge(resources.ledger, sku, "keyframe", name, provider, 0, record["cost"])
+        else:
+            context.log.info(f"{sku.sku_id}: keyframe for {sku.content_hash} exists, reused")
+        outcomes = judge_keyframe(KeyframeScores(**record["scores"]), quality_bar.thresholds(sku.tier))
+        return SkuOutcome(
+            metadata={
+                **cost_metadata(record["cost"], reused=reused),
+                "status": "ok" if all(o.passed for o in outcomes) else "failed QA",
+                "content_hash": sku.content_hash,
+                "tier": sku.tier,
+                "qa": qa_summary(outcomes),
+                "keyframe": dg.MetadataValue.path(storage.url(record["files"]["keyframe.png"])),
+            },
+            checks=outcomes,
+        )
+
+    yield from run_per_sku(context, "keyframe", list(KEYFRAME_CHECKS), keyframe_for)
+
+
+def first_available_provider(chain: tuple[str, ...], context: dg.AssetExecutionContext,
+                             log_unavailable: Callable[[str], None]):
+    skipped = []
+    for name in chain:
+        provider = getattr(context.resources, name)
+        availability = provider.availability()
+        if availability.available:
+            return name, provider
+        log_unavailable(f"keyframe provider {name} skipped: {availability.reason}")
+        skipped.append(f"{name}: {availability.reason}")
+    raise dg.Failure(description="no keyframe provider available: " + "; ".join(skipped))
+
+
+def render_keyframe(storage: StorageResource, sku: Sku, provider, log) -> dict:
+    request = KeyframeRequest(
+        sku_id=sku.sku_id,
+        content_hash=sku.content_hash,
+        title=sku.title,
+        category=sku.category,
+        prompt=sku.prompt,
+        packshot=storage.read_bytes(sku.image_key),
+        brand=sku.brand,
+        logo=storage.read_bytes(sku.logo_key) if sku.logo_key else None,
+        size=KEYFRAME_SIZES[sku.aspect],
+    )
+    result = provider.render_keyframe(request, log)
+    return save_render(
+        storage,
+        sku,
+        "keyframe",
+        render_prefix(sku, "keyframe", provider.name, request.seed),
+        result.layers.to_files(),
+        result.cost,
+        asdict(keyframe_scores(sku, result.layers)),
+        {"provider": provider.name, "size": list(request.size)},
+    )
