@@ -37,6 +37,7 @@ from assets.training.inputs import (
     look_of,
     resolve_visuals,
 )
+from resources.api_client.errors import ProviderError
 from resources.ledger import LedgerError, LedgerResource
 from resources.presenters.base import (
     ApiPresenterProvider,
@@ -48,7 +49,6 @@ from resources.presenters.base import (
 from resources.presenters.did import DidPresenter
 from resources.presenters.heygen import HeyGenPresenter
 from resources.pricing import PricesResource
-from resources.providers.api.common import ProviderError
 from resources.storage import StorageResource
 from videokit.media.encode import encode_jpeg
 from videokit.training.captions import Chapter, Cue, chapters_json, chapters_webvtt, shifted, webvtt

@@ -1,7 +1,7 @@
 """Talking-head presenters behind one contract: a scene's text in, the provider's clip (picture and voice) out.
 
 Providers (HeyGen, D-ID; one module each under resources/providers/) are paid HTTP APIs and run on the same
-machinery as the clip APIs (resources/providers/api/common.py): retries with backoff, the job recorded in
+machinery as the clip APIs (resources/api_client/): retries with backoff, the job recorded in
 the ledger before the first poll, resumed by a re-run, charged once. A presenter clip is keyed by what it
 says and how (text, avatar, voice, size, provider settings), not by module or scene, so the same words in
 another module or after a slide-only edit are never paid for again.
@@ -29,14 +29,11 @@ from typing import Any, ClassVar
 import av
 from pydantic import Field
 
+from resources.api_client.errors import ProviderError, UnusableOutput
+from resources.api_client.paid_jobs import ApiClipProvider
+from resources.api_client.prices import ApiCostRecord
 from resources.ledger import JobSpec
 from resources.pricing import PriceTable
-from resources.providers.api.common import (
-    ApiClipProvider,
-    ApiCostRecord,
-    ProviderError,
-    UnusableOutput,
-)
 from resources.providers.base import ClipRequest, ClipResult, Log, measure_usage
 
 # Added to the worst-case speaking time: breaths, the avatar's lead-in and the tail of a clip.

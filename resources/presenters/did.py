@@ -17,15 +17,11 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from resources.api_client.errors import ProviderHTTPError
+from resources.api_client.http import ApiHttp
+from resources.api_client.tasks import TaskPhase, TaskRef, TaskState
 from resources.ledger import ApiJob
 from resources.presenters.base import ApiPresenterProvider, PresenterRequest
-from resources.providers.api.common import (
-    ApiHttp,
-    ProviderHTTPError,
-    TaskPhase,
-    TaskRef,
-    TaskState,
-)
 
 API_KEY_ENV = "DID_API_KEY"
 PHASES = {

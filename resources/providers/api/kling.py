@@ -19,17 +19,11 @@ from typing import Any, ClassVar, Literal
 import jwt
 from pydantic import Field
 
+from resources.api_client.errors import ProviderError, ProviderHTTPError, RequestInfo
+from resources.api_client.http import ApiHttp
+from resources.api_client.paid_jobs import ApiClipProvider
+from resources.api_client.tasks import TaskPhase, TaskRef, TaskState
 from resources.ledger import ApiJob
-from resources.providers.api.common import (
-    ApiClipProvider,
-    ApiHttp,
-    ProviderError,
-    ProviderHTTPError,
-    RequestInfo,
-    TaskPhase,
-    TaskRef,
-    TaskState,
-)
 from resources.providers.base import ClipRequest
 
 ACCESS_KEY_ENV = "KLING_ACCESS_KEY"

@@ -15,18 +15,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from resources.api_client.errors import ProviderError, ProviderHTTPError, RequestInfo
+from resources.api_client.http import ApiHttp, same_origin
+from resources.api_client.paid_jobs import ApiClipProvider
+from resources.api_client.tasks import TaskPhase, TaskRef, TaskState
 from resources.ledger import ApiJob
-from resources.providers.api.common import (
-    ApiClipProvider,
-    ApiHttp,
-    ProviderError,
-    ProviderHTTPError,
-    RequestInfo,
-    TaskPhase,
-    TaskRef,
-    TaskState,
-    same_origin,
-)
 from resources.providers.base import ClipRequest
 
 API_KEY_ENV = "FAL_KEY"

@@ -4,7 +4,7 @@ POST {base}/v1/image_to_video {model, promptImage, promptText, ratio, duration, 
 /v1/tasks/{id} reads PENDING | THROTTLED | RUNNING | SUCCEEDED (output: [url]) | FAILED (failure,
 failureCode) | CANCELLED. Runway has no idempotency key and no way to find a task by an id of ours, so a
 create request with an ambiguous answer (5xx, read timeout, dropped connection) leaves the job `unconfirmed`
-for an operator to resolve with `skuvid jobs resolve` (see api_common).
+for an operator to resolve with `skuvid jobs resolve` (see resources/api_client).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from resources.api_client.http import ApiHttp
+from resources.api_client.paid_jobs import ApiClipProvider
+from resources.api_client.tasks import TaskPhase, TaskRef, TaskState
 from resources.ledger import ApiJob
-from resources.providers.api.common import ApiClipProvider, ApiHttp, TaskPhase, TaskRef, TaskState
 from resources.providers.base import ClipRequest
 
 API_KEY_ENV = "RUNWAYML_API_SECRET"

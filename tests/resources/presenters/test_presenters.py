@@ -17,6 +17,7 @@ import pytest
 from devkit.emulators.base import DroppedConnection, RateLimited, ServerError, TaskScript
 from devkit.emulators.did import DidEmulator
 from devkit.emulators.heygen import HeyGenEmulator
+from resources.api_client.errors import ProviderError, ProviderJobFailed, ProviderTimeout, SubmissionUncertain
 from resources.ledger import BudgetExceeded, JobStatus, LedgerResource, api_jobs, ledger_engine
 from resources.presenters.base import (
     ApiPresenterProvider,
@@ -28,12 +29,6 @@ from resources.presenters.base import (
 from resources.presenters.did import DidPresenter
 from resources.presenters.heygen import HeyGenPresenter
 from resources.pricing import PricesResource
-from resources.providers.api.common import (
-    ProviderError,
-    ProviderJobFailed,
-    ProviderTimeout,
-    SubmissionUncertain,
-)
 from resources.storage import StorageResource
 from videokit.training.narration import EspeakSpeech
 
@@ -205,7 +200,7 @@ def test_limits_and_keys_are_checked_before_anything_is_sent(heygen, tmp_path):
 
 
 def test_list_prices_come_from_the_price_table(tmp_path):
-    table = (Path(__file__).resolve().parents[2] / "resources" / "prices.yaml").read_text()
+    table = (Path(__file__).resolve().parents[3] / "resources" / "prices.yaml").read_text()
     row = next(line for line in table.splitlines() if line.strip().startswith("heygen_avatar_iv_studio:"))
     (tmp_path / "prices.yaml").write_text(table.replace(row, "  heygen_avatar_iv_studio: {usd_per_s: 0.1, source: test}"))
     shared = {"storage": StorageResource(root=str(tmp_path)), "ledger": LedgerResource()}

@@ -20,9 +20,9 @@ from sqlalchemy import create_engine, text
 
 from devkit.emulators import EmulatorServer, FalEmulator, KlingEmulator, RunwayEmulator, TaskScript
 from devkit.sample_art import draw_packshot
+from resources.api_client.paid_jobs import ApiClipProvider
 from resources.ledger import BudgetExceeded, JobSpec, LedgerResource
 from resources.pricing import PricesResource
-from resources.providers.api.common import ApiClipProvider
 from resources.providers.api.kling import KlingClips
 from resources.providers.api.pika import PikaClips
 from resources.providers.api.runway import RunwayClips

@@ -28,17 +28,14 @@ from devkit.emulators import (
 )
 from devkit.emulators.did import DidEmulator
 from devkit.emulators.heygen import HeyGenEmulator
+from resources.api_client.errors import ProviderError, SubmissionUncertain
+from resources.api_client.paid_jobs import ApiClipProvider
+from resources.api_client.prices import api_list_price
 from resources.ledger import BudgetExceeded, JobStatus, LedgerResource, day_scope
 from resources.presenters.base import ApiPresenterProvider, PresenterRequest, clip_duration_s
 from resources.presenters.did import DidPresenter
 from resources.presenters.heygen import HeyGenPresenter
 from resources.pricing import PricesResource
-from resources.providers.api.common import (
-    ApiClipProvider,
-    ProviderError,
-    SubmissionUncertain,
-    api_list_price,
-)
 from resources.storage import StorageResource
 from tests.resources.providers.api.api_fixtures import (
     EMULATED_OUTPUT_SHORT_SIDE,

@@ -18,6 +18,22 @@ from devkit.emulators import (
     TaskScript,
     start_emulators,
 )
+from resources.api_client.errors import (
+    ContentRefused,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderJobFailed,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RequestInfo,
+    SubmissionUncertain,
+    UnusableOutput,
+    redact_url,
+    retry_after_seconds,
+)
+from resources.api_client.outputs import clip_from_provider_video
+from resources.api_client.prices import api_list_price
+from resources.api_client.tasks import idempotency_key
 from resources.ledger import (
     BudgetExceeded,
     JobSpec,
@@ -28,22 +44,6 @@ from resources.ledger import (
     ledger_engine,
 )
 from resources.pricing import PricesResource
-from resources.providers.api.common import (
-    ContentRefused,
-    ProviderError,
-    ProviderHTTPError,
-    ProviderJobFailed,
-    ProviderTimeout,
-    ProviderUnavailable,
-    RequestInfo,
-    SubmissionUncertain,
-    UnusableOutput,
-    api_list_price,
-    clip_from_provider_video,
-    idempotency_key,
-    redact_url,
-    retry_after_seconds,
-)
 from resources.providers.api.kling import KlingClips, KlingToken
 from resources.providers.api.pika import PikaClips
 from resources.providers.api.runway import RunwayClips

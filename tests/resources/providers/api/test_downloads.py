@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from resources.providers.api.common import ApiHttp, HttpPolicy, OutputRefused
+from resources.api_client.errors import OutputRefused
+from resources.api_client.http import ApiHttp, HttpPolicy
 from tests.resources.providers.api.api_fixtures import log
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes

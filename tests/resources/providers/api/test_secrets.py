@@ -8,7 +8,7 @@ import re
 import pytest
 
 from devkit.emulators import EchoHeaders
-from resources.providers.api.common import ProviderError
+from resources.api_client.errors import ProviderError
 from resources.providers.api.kling import KlingToken
 from resources.redaction import scrub_secrets
 from resources.storage import StorageResource
