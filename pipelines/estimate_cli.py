@@ -7,8 +7,9 @@ from rich.console import Console
 from rich.table import Table
 
 from assets.catalog.rows import TIERS, read_table
-from assets.costs.estimate import Capacity, Estimate, estimate_backfill, load_policy, synthetic_catalog
+from assets.costs.estimate import Capacity, Estimate, estimate_backfill, synthetic_catalog
 from resources.pricing import PricesResource
+from resources.routing import load_policy
 
 
 def hours(seconds: float) -> str:

@@ -36,6 +36,10 @@ class PriceTableError(ValueError):
     pass
 
 
+# The GPU a render is priced on when nothing says otherwise (budgets, routing checks, estimates).
+DEFAULT_GPU_TYPE = "h100"
+
+
 @dataclass(frozen=True)
 class ProviderCost:
     """What one render by a provider costs: measured or estimated seconds, or an API list price."""
@@ -109,6 +113,11 @@ class PriceTable:
             provider_job_id=provider_job_id,
             attempt=attempt,
         )
+
+
+def render_cost(cost: ProviderCost, prices: PriceTable, gpu_type: str = DEFAULT_GPU_TYPE) -> float:
+    """What one render by a provider costs at the table's rates: CPU and GPU seconds plus the API list price."""
+    return cost.cpu_s / 3600 * prices.vcpu_hour_usd + cost.gpu_s / 3600 * prices.gpu_rate(gpu_type) + cost.api_usd
 
 
 def provider_cost(name: str, row: dict, api: dict) -> ProviderCost:

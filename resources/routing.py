@@ -4,7 +4,8 @@ Errors name the file, line and key, and are raised when the policy is loaded, be
 """
 
 import math
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources as package_files
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from resources.pricing import PriceTable
 from videokit.yaml_input import YamlInputError, compose_yaml
 
 STAGES = ("keyframe", "clip")
@@ -105,7 +107,7 @@ def parse_policy(text: str, *, source: str, providers: Mapping[str, Iterable[str
         raise fail((), "expected a mapping with `default` and `rules`")
     unknown = set(data) - set(TOP_LEVEL_KEYS)
     if unknown:
-        raise fail((sorted(unknown)[0],), f"unknown key (expected {', '.join(TOP_LEVEL_KEYS)})")
+        raise fail((min(unknown),), f"unknown key (expected {', '.join(TOP_LEVEL_KEYS)})")
 
     def chain(value, path: Path_, stage: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
@@ -181,3 +183,21 @@ class RoutingResource(ConfigurableResource):
         if self.path is None:
             return parse_policy(default_policy_text(), source="resources/routing.yaml", providers=providers, priced=priced)
         return parse_policy(Path(self.path).read_text(), source=self.path, providers=providers, priced=priced)
+
+
+def load_policy(prices: PriceTable, path: str | None) -> RoutingPolicy:
+    """The routing policy (the packaged one when `path` is None), checked against the providers the price table
+    knows: a chain naming a provider without a price could be neither budgeted nor estimated."""
+    stages: dict[str, set[str]] = defaultdict(set)
+    for name, cost in prices.providers.items():
+        stages[cost.stage].add(name)
+    return RoutingResource(path=path).load(stages, priced=prices.providers)
+
+
+def first_available(chain: Iterable[str], available: Callable[[str], bool]) -> str:
+    """The first provider of `chain` that `available` accepts."""
+    chain = tuple(chain)
+    for provider in chain:
+        if available(provider):
+            return provider
+    raise ValueError(f"no provider of chain {' -> '.join(chain)} is available")

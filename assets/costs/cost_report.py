@@ -11,13 +11,13 @@ import pandas as pd
 from pydantic import Field
 
 from assets.catalog.sku_catalog import read_catalog, sku_catalog
-from assets.costs.estimate import Capacity, Estimate, estimate_backfill, load_policy
+from assets.costs.estimate import Capacity, Estimate, estimate_backfill
 from assets.sku_video.clips import CLIP_PROVIDERS
 from assets.sku_video.keyframes import KEYFRAME_PROVIDERS
 from resources.ledger import LedgerResource
 from resources.pricing import PricesResource
 from resources.providers.emulation import EMULATED_SCOPE
-from resources.routing import RoutingResource
+from resources.routing import RoutingResource, load_policy
 from resources.storage import StorageResource
 
 REPORT_CHART_KEY = "reports/cost_report.png"

@@ -4,8 +4,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from resources.pricing import PriceTable, ProviderCost
-from resources.routing import RoutingPolicy, RoutingResource
+from resources.pricing import DEFAULT_GPU_TYPE, PriceTable, render_cost
+from resources.routing import RoutingPolicy, first_available
 
 BASELINES = ("runway", "kling")
 
@@ -51,21 +51,10 @@ class Estimate:
 @dataclass(frozen=True)
 class Capacity:
     gpus: int = 1
-    gpu_type: str = "h100"
+    gpu_type: str = DEFAULT_GPU_TYPE
     api_concurrency: int = 4
     cpu_workers: int = 2
     retake_rate: float = 0.0  # expected extra renders per clip from QA retakes
-
-
-def render_cost(cost: ProviderCost, prices: PriceTable, gpu_type: str) -> float:
-    return cost.cpu_s / 3600 * prices.vcpu_hour_usd + cost.gpu_s / 3600 * prices.gpu_rate(gpu_type) + cost.api_usd
-
-
-def first_available(chain: Iterable[str], available: Callable[[str], bool]) -> str:
-    for provider in chain:
-        if available(provider):
-            return provider
-    raise ValueError(f"no provider of chain {' -> '.join(chain)} is available")
 
 
 def tally(routes: Iterable[tuple[str, str, float]], prices: PriceTable, capacity: Capacity) -> tuple[list[ProviderLine], float]:
@@ -149,11 +138,3 @@ def synthetic_catalog(skus: int, hero_share: float) -> list[dict[str, str]]:
          "category": SYNTHETIC_CATEGORIES[i % len(SYNTHETIC_CATEGORIES)], "brand": "synthetic", "aspect": "16:9"}
         for i in range(skus)
     ]
-
-
-def load_policy(prices: PriceTable, path: str | None) -> RoutingPolicy:
-    """The routing policy, checked against the providers the price table knows."""
-    stages: dict[str, set[str]] = defaultdict(set)
-    for name, cost in prices.providers.items():
-        stages[cost.stage].add(name)
-    return RoutingResource(path=path).load(stages, priced=prices.providers)

@@ -6,7 +6,6 @@ import dagster as dg
 from pydantic import Field
 
 from assets.catalog.sku_catalog import Sku, sku_lookup
-from assets.costs.estimate import Capacity, load_policy, render_cost
 from assets.sku_video.artifacts import (
     cost_metadata,
     load_files,
@@ -20,9 +19,10 @@ from assets.sku_video.artifacts import (
 from assets.sku_video.escalation import escalate
 from assets.sku_video.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.pool_slots import pool_slot
+from resources.pricing import render_cost
 from resources.providers.base import ClipRequest
 from resources.providers.emulation import emulated_scopes, is_emulated
-from resources.routing import PolicyError
+from resources.routing import PolicyError, load_policy
 from resources.storage import StorageResource
 from videokit.media.brand import CLIP_SIZES
 from videokit.media.encode import ClipFile
@@ -80,7 +80,7 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
     prices = resources.prices.table
 
     def attempt_price(name: str) -> float:
-        return render_cost(prices.providers[name], prices, Capacity().gpu_type)
+        return render_cost(prices.providers[name], prices)
     log_unavailable = log_once(context.log.info)
 
     lookup = sku_lookup(storage)

@@ -7,7 +7,6 @@ import dagster as dg
 import numpy as np
 
 from assets.catalog.sku_catalog import Sku, sku_catalog, sku_lookup
-from assets.costs.estimate import load_policy
 from assets.sku_video.artifacts import (
     cost_metadata,
     qa_summary,
@@ -19,7 +18,7 @@ from assets.sku_video.artifacts import (
 from assets.sku_video.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.pool_slots import pool_slot
 from resources.providers.base import KeyframeRequest
-from resources.routing import PolicyError
+from resources.routing import PolicyError, load_policy
 from resources.storage import StorageResource
 from videokit.media.brand import KEYFRAME_SIZES
 from videokit.sku_video.compose import KeyframeLayers, render_background
