@@ -4,6 +4,7 @@ import os
 
 from dagster import EnvVar
 
+from pipelines.settings import ledger_url, storage_retry_s
 from resources.ledger import LedgerResource
 from resources.presenters.did import DidPresenter
 from resources.presenters.heygen import HeyGenPresenter
@@ -41,8 +42,8 @@ def api_settings() -> dict[str, dict]:
 
 def build_resources(api_overrides: dict[str, dict] | None = None) -> dict:
     prices = PricesResource(path=os.environ.get("SKUVID_PRICES"))
-    storage = StorageResource(root=os.environ.get("SKUVID_STORAGE_ROOT", ".data"))
-    ledger = LedgerResource(daily_budget_usd=float(os.environ["SKUVID_DAILY_BUDGET_USD"])
+    storage = StorageResource(root=os.environ.get("SKUVID_STORAGE_ROOT", ".data"), retry_s=storage_retry_s())
+    ledger = LedgerResource(url=ledger_url(), daily_budget_usd=float(os.environ["SKUVID_DAILY_BUDGET_USD"])
                             if os.environ.get("SKUVID_DAILY_BUDGET_USD") else None)
     api = {**api_settings(), **(api_overrides or {})}
     shared_api = {"storage": storage, "ledger": ledger, "prices": prices}

@@ -3,6 +3,10 @@
 Writes are atomic: local files go to a temp name in the same folder and are renamed; S3 objects are put
 whole. Keys are relative POSIX paths such as `skus/SKU-1/ab12.../clip.mp4`.
 
+The S3 client retries what an outage looks like (connection refused or reset, timeouts, 5xx, 429) with
+exponential backoff for up to `retry_s` seconds (`SKUVID_STORAGE_RETRY_S`, default 60); after that the error is
+a `StorageUnavailable` that names the endpoint and bucket and says the store was unreachable.
+
 Shared files that several processes read, change and write back (the catalog, the brand kits) go through
 `StorageResource.update`: a compare-and-swap on the object's version (S3 `If-Match`/`If-None-Match`; a file
 lock and a content hash locally), retried on conflict, so two writers never lose each other's rows.
@@ -49,10 +53,16 @@ def _umask() -> int:
 # mkstemp makes 0600 files; a published file must be readable by a web server's account as the umask allows.
 FILE_MODE = 0o666 & ~_umask()
 LOCK_TIMEOUT_S = 60
+DEFAULT_RETRY_S = 60.0
 
 
 class StorageError(RuntimeError):
     """A key or URI could not be read or written; the message names it."""
+
+
+class StorageUnavailable(StorageError):
+    """The store did not answer (refused, reset, timed out, 5xx) for the whole retry window: the machinery failed,
+    not the content, so the work is worth retrying later."""
 
 
 class VersionConflict(StorageError):
@@ -137,11 +147,11 @@ class LocalStore:
 
 
 class S3Store:
-    def __init__(self, root: str):
+    def __init__(self, root: str, retry_s: float = DEFAULT_RETRY_S):
         parsed = urlparse(root)
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
-        self.store = bucket_store(self.bucket)
+        self.store = bucket_store(self.bucket, retry_s)
 
     def _object_key(self, key: str) -> str:
         check_key(key)
@@ -200,8 +210,21 @@ class S3Store:
         return obstore.sign(self.store, "GET", self._object_key(key), timedelta(seconds=expires_s))
 
 
+def s3_endpoint() -> str:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+
+
+def retry_config(retry_s: float) -> dict:
+    """object_store's own retries: backoff from 0.2 s doubling to 8 s, for at most `retry_s` seconds in all."""
+    return {
+        "max_retries": 1000,  # the time limit ends the retries first
+        "retry_timeout": timedelta(seconds=retry_s),
+        "backoff": {"init_backoff": timedelta(seconds=0.2), "max_backoff": timedelta(seconds=8), "base": 2.0},
+    }
+
+
 @lru_cache(maxsize=64)
-def bucket_store(bucket: str) -> S3ObjectStore:
+def bucket_store(bucket: str, retry_s: float = DEFAULT_RETRY_S) -> S3ObjectStore:
     """One client per bucket and process, configured like boto3: AWS_* variables, then boto3's credential chain.
 
     Object I/O goes through object_store (Rust) rather than boto3: about 0.2 ms of Python per request instead
@@ -213,8 +236,11 @@ def bucket_store(bucket: str) -> S3ObjectStore:
         bucket,
         endpoint=endpoint,
         region=session.region_name or "us-east-1",
-        client_options={"allow_http": bool(endpoint and endpoint.startswith("http://"))},
+        # A server that accepts the connection and then says nothing counts as down after these.
+        client_options={"allow_http": bool(endpoint and endpoint.startswith("http://")),
+                        "connect_timeout": "5s", "timeout": "120s"},
         credential_provider=Boto3CredentialProvider(session),
+        retry_config=retry_config(retry_s),
     )
 
 
@@ -226,7 +252,27 @@ def s3_errors(uri: str) -> Iterator[None]:
     except FileNotFoundError as error:
         raise StorageError(f"{uri}: {s3_error_code(error) or 'NoSuchKey'} (it does not exist)") from None
     except ObstoreError as error:
+        unreachable = unreachable_reason(error)
+        if unreachable:
+            raise StorageUnavailable(f"storage unreachable: the S3 store at {s3_endpoint()} (bucket "
+                                     f"{urlparse(uri).netloc}) did not answer for {uri}: {unreachable}") from None
         raise StorageError(f"{uri}: {s3_error_code(error) or type(error).__name__}") from None
+
+
+_RETRIED = re.compile(r"in ([0-9.]+)(ms|s), after (\d+) retries")
+
+
+def unreachable_reason(error: Exception) -> str | None:
+    """What object_store gave up on after its retries (connection, timeout, 5xx), or None for other errors."""
+    text = str(error)
+    retried = _RETRIED.search(text)
+    if retried is None:
+        return None
+    status = re.search(r"status code: (\d{3}[^,\n]*)", text)
+    cause = f"HTTP {status.group(1).strip()}" if status else (
+        "timed out" if "kind: Timeout" in text else "connection refused or dropped")
+    seconds = float(retried.group(1)) / (1000 if retried.group(2) == "ms" else 1)
+    return f"{cause}, {retried.group(3)} retries over {seconds:.0f} s"
 
 
 def s3_error_code(error: Exception) -> str | None:
@@ -266,10 +312,12 @@ class StorageResource(ConfigurableResource):
     """Artifact storage. `root` is a folder (default `.data`) or `s3://bucket/prefix`."""
 
     root: str = Field(default=".data", description="Local folder or s3://bucket/prefix for all artifacts.")
+    retry_s: float = Field(default=DEFAULT_RETRY_S, gt=0, le=3600,
+                           description="How long S3 requests are retried through an outage before failing.")
 
     @cached_property
     def _store(self) -> LocalStore | S3Store:
-        return S3Store(self.root) if self.root.startswith("s3://") else LocalStore(self.root)
+        return S3Store(self.root, self.retry_s) if self.root.startswith("s3://") else LocalStore(self.root)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self._store.write_bytes(key, data)

@@ -18,7 +18,7 @@ from assets.sku_video.artifacts import (
 )
 from assets.sku_video.escalation import escalate
 from assets.sku_video.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
-from resources.pool_slots import pool_slot
+from resources.pool_slots import PoolSettings, pool_slot
 from resources.pricing import render_cost
 from resources.providers.base import ClipRequest
 from resources.providers.emulation import emulated_scopes, is_emulated
@@ -134,7 +134,16 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
             checks=outcomes,
         )
 
-    yield from run_per_sku(context, "clip", list(CLIP_CHECKS), clip_for)
+    def waits_on_api(sku_id: str) -> bool:
+        """The SKU's route starts on a paid API: its render only waits on HTTP, so it overlaps the others'."""
+        chain = policy.route(lookup(sku_id).fields).clip
+        first = next((providers[name] for name in chain if providers[name].availability().available), None)
+        return getattr(first, "pool", None) == "api"
+
+    # API waits overlap up to the `api` pool's limit (its ledger leases bound them across runs too);
+    # CPU and GPU SKUs stay one after another in this step.
+    yield from run_per_sku(context, "clip", list(CLIP_CHECKS), clip_for, waits_on_network=waits_on_api,
+                           network_workers=PoolSettings.from_env().limits.get("api", 1))
 
 
 def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, layers: KeyframeLayers, name: str,

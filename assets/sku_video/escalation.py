@@ -12,6 +12,7 @@ spend past it is not made.
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from resources.infrastructure import is_infrastructure_error
 from resources.ledger import BudgetExceeded
 from videokit.sku_video.qa import CheckOutcome
 
@@ -100,6 +101,8 @@ def escalate(
                 result.skipped.append((name, f"budget spent: {error}"))
                 break
             except Exception as error:  # a failed or refused job: the next provider may still make the clip
+                if is_infrastructure_error(error):
+                    raise  # the store or the ledger is down, not the provider: retried, never escalated
                 log(f"{name} seed {seed}: {type(error).__name__}: {error}")
                 result.attempts.append(Attempt(name, seed, f"error: {error}", 0.0, 0.0, False))
                 break

@@ -95,35 +95,52 @@ def partition_events(instance, asset: str) -> dict[str, dict]:
     return {r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records}
 
 
+def range_tags(start: str, end: str) -> dict:
+    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+
+
+def partition_status(instance, asset: str, keys: list[str]) -> dict:
+    from assets.partitions import sku_partitions
+
+    statuses = instance.get_status_by_partition(dg.AssetKey(asset), keys, sku_partitions)
+    return {key: statuses[key].value if statuses[key] else None for key in keys}
+
+
 def test_batched_run_gives_each_sku_its_own_metadata_and_checks(catalog_dir, resources):
+    """A SKU that fails in a batch is failed, not materialized: per partition in the run and the asset's status."""
     from resources.quality import QualityBarResource
 
     # The bulk tier's bar is set out of reach, so BULK-2 fails QA inside the same batch as HERO-1.
     resources = {**resources, "quality_bar": QualityBarResource(bulk={"min_product_psnr_clip": 200.0})}
+    keys = ["HERO-1", "BULK-2"]
     with dg.instance_for_test() as instance:
         dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
-        result = dg.materialize(
-            SKU_ASSETS, instance=instance, resources=resources, raise_on_error=False,
-            tags={"dagster/asset_partition_range_start": "HERO-1", "dagster/asset_partition_range_end": "BULK-2"},
-        )
-        assert len(result.get_step_success_events()) == 3  # one step per asset for both SKUs
+        # A backfill runs each stage in its own batched runs (their backfill policies differ on purpose).
+        stages = {asset.key.path[-1]: dg.materialize([asset], instance=instance, resources=resources,
+                                                      raise_on_error=False, tags=range_tags(*keys))
+                  for asset in SKU_ASSETS}
+        assert stages["keyframe"].success
+        assert not stages["clip"].success
+        failure = next(e for e in stages["clip"].all_events if e.event_type_value == "STEP_FAILURE")
+        assert "1 of 2 SKUs failed" in failure.step_failure_data.user_failure_data.description
+        assert "BULK-2" in failure.step_failure_data.user_failure_data.description
 
         clips = partition_events(instance, "clip")
-        assert set(clips) == {"HERO-1", "BULK-2"}
-        assert clips["HERO-1"]["status"] == "ok" and clips["BULK-2"]["status"] == "failed QA"
-        assert clips["HERO-1"]["cost_usd"] != clips["BULK-2"]["cost_usd"]
-        assert clips["HERO-1"]["content_hash"] != clips["BULK-2"]["content_hash"]
+        assert set(clips) == {"HERO-1"}, "a SKU that failed QA is not recorded as materialized"
+        assert clips["HERO-1"]["status"] == "ok" and clips["HERO-1"]["content_hash"]
+        assert partition_status(instance, "clip", keys) == {"HERO-1": "MATERIALIZED", "BULK-2": "FAILED"}
 
         evaluations = {(e.asset_key.path[-1], e.check_name, e.partition): e.passed
-                       for e in result.get_asset_check_evaluations()}
+                       for result in stages.values() for e in result.get_asset_check_evaluations()}
         assert evaluations[("clip", "clip_product_fidelity", "BULK-2")] is False
         assert evaluations[("clip", "clip_product_fidelity", "HERO-1")] is True
         assert evaluations[("published_video", "published_video_in_manifest", "HERO-1")] is True
         assert evaluations[("published_video", "published_video_in_manifest", "BULK-2")] is False
 
         published = partition_events(instance, "published_video")
-        assert published["HERO-1"]["status"] == "published"
-        assert published["BULK-2"]["status"] == "error" and "failed QA" in published["BULK-2"]["error"]
+        assert set(published) == {"HERO-1"} and published["HERO-1"]["status"] == "published"
+        assert partition_status(instance, "published_video", keys) == {"HERO-1": "MATERIALIZED", "BULK-2": "FAILED"}
+        # The UI's count of published SKUs, the manifest and the catalog agree.
         assert list(read_manifest(resources["storage"])["sku_id"]) == ["HERO-1"]
 
 
@@ -141,10 +158,9 @@ def test_batched_run_does_not_reload_the_partitions_per_sku(catalog_dir, resourc
         counts = []
         for start, end in (("HERO-1", "BULK-2"), ("HERO-1", "BULK-4")):
             loads.clear()
-            result = dg.materialize(SKU_ASSETS, instance=instance, resources=resources,
-                                    tags={"dagster/asset_partition_range_start": start,
-                                          "dagster/asset_partition_range_end": end})
-            assert result.success
+            for asset in SKU_ASSETS:
+                assert dg.materialize([asset], instance=instance, resources=resources,
+                                      tags=range_tags(start, end)).success
             counts.append(len(loads))
         assert counts[0] == counts[1], f"partition list loads for 2 SKUs vs 4 SKUs: {counts}"
         assert set(partition_events(instance, "clip")) == {"HERO-1", "BULK-2", "BULK-3", "BULK-4"}
