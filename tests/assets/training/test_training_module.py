@@ -286,6 +286,6 @@ def test_the_asset_materializes_a_module_partition(storage, ledger, tmp_path):
 
 
 def test_sample_pictures_are_drawn_beside_the_sample_scripts():
-    samples = Path(__file__).resolve().parents[2] / "samples" / "training"
+    samples = Path(__file__).resolve().parents[3] / "samples" / "training"
     text = (samples / "product-care.md").read_text()
     assert "image: images/care-label.png" in text and "image: images/drying.png" in text

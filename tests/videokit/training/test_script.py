@@ -8,7 +8,7 @@ import pytest
 
 from videokit.training.script import ImageVisual, ScriptError, SkuVisual, Slide, parse_script
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "training"
+SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "training"
 
 GOOD = """---
 # comments are fine in the front matter

@@ -35,6 +35,7 @@ from resources.providers.gpu.diffusion import (
     release_pipelines,
 )
 from resources.providers.gpu.flux import FluxKeyframes
+from resources.providers.gpu.hunyuan import HunyuanClips
 from resources.providers.gpu.wan import WanClips
 from tests.resources.providers.gpu import tiny_pipelines
 from videokit.media.brand import BrandKit
@@ -66,7 +67,18 @@ def tiny_folders(tmp_path_factory) -> dict[str, str]:
         "wan-ti2v": str(tiny_pipelines.save_wan_ti2v(root / "wan-ti2v")),
         "cogvideox": str(tiny_pipelines.save_cogvideox_i2v(root / "cogvideox", width=64, height=48,
                                                              frames=9)),
+        "wan-i2v-a14b": str(tiny_pipelines.save_wan_i2v_a14b(root / "wan-i2v-a14b")),
+        "hunyuan-i2v": str(tiny_pipelines.save_hunyuan_i2v(root / "hunyuan-i2v")),
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_loras(tmp_path_factory) -> dict[str, Path]:
+    """Random LoRAs for both experts of the tiny Wan2.2-A14B, as diffusers saves them."""
+    root = tmp_path_factory.mktemp("tiny-loras")
+    pipe = tiny_pipelines.build_wan_i2v_a14b()
+    return {denoiser: tiny_pipelines.save_lora(pipe, root / denoiser, denoiser=denoiser, seed=index)
+            for index, denoiser in enumerate(("transformer", "transformer_2"))}
 
 
 @pytest.fixture(autouse=True)
@@ -109,10 +121,12 @@ CLIP_PROVIDERS = {
     "wan": (WanClips, "vace-1.3b", "wan-vace"),
     "wan_ti2v": (WanClips, "ti2v-5b", "wan-ti2v"),
     "cogvideox": (CogVideoXClips, "5b-i2v", "cogvideox"),
+    "wan_i2v_a14b": (WanClips, "i2v-a14b", "wan-i2v-a14b"),
+    "hunyuan_i2v": (HunyuanClips, "480p-i2v-distilled", "hunyuan-i2v"),
 }
 
 
-def clip_provider(tiny_folders, name: str, **settings) -> WanClips | CogVideoXClips:
+def clip_provider(tiny_folders, name: str, **settings) -> WanClips | CogVideoXClips | HunyuanClips:
     resource, variant, folder = CLIP_PROVIDERS[name]
     return resource(prices=PricesResource(), variant=variant, model=f"tiny/{folder}",
                     local_path=tiny_folders[folder], **TINY_CLIP | settings)
@@ -174,7 +188,9 @@ def test_clip_is_fitted_looped_and_encoded_like_every_provider(tiny_folders, log
     assert Image.open(io.BytesIO(result.clip.poster)).size == SIZE
     assert result.cost.provider == name and result.cost.model == provider.model
     assert result.cost.gpu_s == 0 and result.cost.cpu_s > 0
-    assert f"{provider.name}: denoising step 2/2" in " ".join(logs)
+    assert result.cost.runner["steps"] == 2 and result.cost.runner["dtype"] == "float32"
+    progress = f"{provider.name}: denoising step 2/2" if name != "hunyuan_i2v" else f"{provider.name}: 2 denoising steps"
+    assert progress in " ".join(logs)
 
 
 def pictures(mp4: bytes) -> np.ndarray:
@@ -204,7 +220,7 @@ def test_configured_seed_overrides_the_requests(tiny_folders):
 def test_model_is_loaded_once_for_many_renders(tiny_folders, monkeypatch):
     loads = []
     real_load = diffusion.load_pipeline
-    monkeypatch.setattr(diffusion, "load_pipeline", lambda spec: loads.append(spec) or real_load(spec))
+    monkeypatch.setattr(diffusion, "load_pipeline", lambda spec, log: loads.append(spec) or real_load(spec, log))
 
     provider = wan(tiny_folders)
     provider.render_clip(clip_request(seed=1), print)
@@ -221,10 +237,85 @@ def test_model_is_loaded_once_for_many_renders(tiny_folders, monkeypatch):
     {"cache_hook": "pyramid_attention_broadcast"},
     {"cache_hook": "taylorseer_cache", "steps": 4},
     {"fuse_projections": True, "attention_backend": "native"},
+    {"cache_hook": "mag_cache", "mag_ratios": [1.0, 0.99, 0.98, 0.97], "steps": 4},
 ])
 def test_speed_settings_apply_and_still_make_a_clip(tiny_folders, settings):
     result = wan(tiny_folders, **settings).render_clip(clip_request(), print)
     assert probe_mp4(result.clip.mp4).n_frames == 8
+
+
+def forwards_per_render(provider, logs: list[str]) -> tuple[object, int]:
+    """(result, transformer calls of every expert) for one render with `provider`."""
+    pipe = diffusion.shared_pipeline(provider.pipeline_spec(), logs.append)
+    calls = []
+    hooks = [model.register_forward_pre_hook(lambda *_: calls.append(1)) for _, model in diffusion_denoisers(pipe)]
+    try:
+        return provider.render_clip(clip_request(), logs.append), len(calls)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def diffusion_denoisers(pipe):
+    from resources.providers.gpu.runner import denoisers
+
+    return denoisers(pipe)
+
+
+def test_step_distilled_loras_fuse_into_both_experts_with_guidance_off(tiny_folders, tiny_loras, logs):
+    stock = clip_provider(tiny_folders, "wan_i2v_a14b", steps=None, distilled_steps=2)
+    stock_result, stock_forwards = forwards_per_render(stock.model_copy(update={"steps": 2}), logs)
+    distilled = stock.model_copy(update={
+        "lora": str(tiny_loras["transformer"]),
+        "lora_2": str(tiny_loras["transformer_2"] / "pytorch_lora_weights.safetensors"),
+    })
+    result, forwards = forwards_per_render(distilled, logs)
+
+    runner = result.cost.runner
+    assert (runner["steps"], runner["guidance"]) == (2, 1.0), "distilled steps, guidance off"
+    assert [line.split(" -> ")[1] for line in runner["lora"]] == ["transformer", "transformer_2"]
+    assert "pytorch_lora_weights.safetensors" in runner["lora"][1]
+    # Guidance off: one call per step instead of a conditional and an unconditional one.
+    assert (stock_forwards, forwards) == (4, 2)
+    assert stock_result.cost.runner["guidance"] == 3.5 and "lora" not in stock_result.cost.runner
+    loaded = next(iter(diffusion._loaded.values()))
+    assert not any("lora" in name for name, _ in loaded.transformer_2.named_modules()), "fused, adapters gone"
+
+
+def test_a_lora_that_is_not_here_makes_the_provider_unavailable(tiny_folders, tmp_path):
+    absent_hub = clip_provider(tiny_folders, "wan_i2v_a14b", lora="skuvid-test/absent-lora",
+                               lora_weight_name="four_step.safetensors")
+    reason = absent_hub.availability().reason
+    assert "lora 'skuvid-test/absent-lora'" in reason and "hf download" in reason
+    absent_file = clip_provider(tiny_folders, "wan_i2v_a14b", lora_2=str(tmp_path / "missing.safetensors"))
+    assert "lora_2" in absent_file.availability().reason and "no such file" in absent_file.availability().reason
+
+
+def test_a_lora_on_a_pipeline_without_a_lora_loader_is_refused(tiny_folders, tiny_loras):
+    provider = clip_provider(tiny_folders, "hunyuan_i2v", lora=str(tiny_loras["transformer"]))
+    with pytest.raises(ValueError, match="HunyuanVideo15ImageToVideoPipeline has no LoRA loader"):
+        provider.render_clip(clip_request(), print)
+
+
+def test_fp8_weights_and_an_absent_attention_kernel_fall_back_logged_and_recorded(tiny_folders, logs):
+    provider = wan(tiny_folders, fp8_weights=True, attention_backend="flash")
+    result = provider.render_clip(clip_request(), logs.append)
+
+    runner = result.cost.runner
+    assert runner["fp8"].startswith("float8_e4m3fn storage, layerwise casting")
+    assert runner["attention"].startswith("native (asked flash:")
+    assert any("fp8_weights:" in line and "falling back" in line for line in logs)
+    assert any("attention backend 'flash' not usable" in line for line in logs)
+    loaded = next(iter(diffusion._loaded.values()))
+    assert loaded.transformer.blocks[0].attn1.to_q.weight.dtype == torch.float8_e4m3fn
+    assert probe_mp4(result.clip.mp4).n_frames == 8
+
+
+def test_unknown_attention_backend_and_mag_cache_without_ratios_fail_clearly(tiny_folders):
+    with pytest.raises(ValueError, match="must be one of"):
+        wan(tiny_folders, attention_backend="native_typo", device="cpu").render_clip(clip_request(), print)
+    with pytest.raises(ValueError, match="mag_cache needs mag_ratios"):
+        wan(tiny_folders, cache_hook="mag_cache").render_clip(clip_request(), print)
 
 
 def test_regional_compile_and_a_cache_hook_are_refused_together(tiny_folders):
@@ -234,7 +325,7 @@ def test_regional_compile_and_a_cache_hook_are_refused_together(tiny_folders):
 
 
 def test_too_few_frames_for_the_loop_fails_before_loading(tiny_folders, monkeypatch):
-    monkeypatch.setattr(diffusion, "load_pipeline", lambda spec: pytest.fail("loaded a model for nothing"))
+    monkeypatch.setattr(diffusion, "load_pipeline", lambda spec, log: pytest.fail("loaded a model for nothing"))
     with pytest.raises(ClipTooShort, match="wan: 5 frames at 16 fps last 0.31s"):
         wan(tiny_folders, frames=5, fps=16).render_clip(clip_request(), print)
     with pytest.raises(ValueError, match="4k\\+1"):
@@ -281,7 +372,7 @@ def test_asking_a_provider_without_weights_does_not_import_torch():
         "assert not availability.available, availability\n"
         "print(sorted({'torch', 'diffusers'} & set(sys.modules)))\n"
     )
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[4]
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -326,8 +417,8 @@ def flaky_loader(monkeypatch, failures: int) -> list[OutOfMemoryOnCall]:
     loaded = []
     real_load = diffusion.load_pipeline
 
-    def load(spec):
-        loaded.append(OutOfMemoryOnCall(real_load(spec), failures))
+    def load(spec, log):
+        loaded.append(OutOfMemoryOnCall(real_load(spec, log), failures))
         return loaded[-1]
 
     monkeypatch.setattr(diffusion, "load_pipeline", load)
