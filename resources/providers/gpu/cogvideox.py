@@ -8,19 +8,14 @@ decodes in tiles by default.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from PIL import Image
 from pydantic import Field
 
-from resources.providers.gpu.diffusion import DiffusionClips, Variant
+from resources.providers.gpu.diffusion import DiffusionClips
+from resources.providers.gpu.models import COGVIDEOX_VARIANTS, Variant
 
-COGVIDEOX_VARIANTS = {
-    "5b-i2v": Variant(
-        provider="cogvideox", model="THUDM/CogVideoX-5b-I2V", pipeline="CogVideoXImageToVideoPipeline",
-        size=(720, 480), frames=49, fps=8, steps=50, guidance=6.0, fixed_size=True,
-    ),
-}
+__all__ = ["COGVIDEOX_VARIANTS", "CogVideoXClips"]
 
 
 class CogVideoXClips(DiffusionClips):
@@ -30,12 +25,3 @@ class CogVideoXClips(DiffusionClips):
 
     variant: Literal["5b-i2v"] = Field(default="5b-i2v", description="CogVideoX model.")
     vae_tiling: bool = Field(default=True, description="Decode in tiles: less memory, slightly slower.")
-
-    def conditioning(self, pipe: Any, keyframe: Image.Image, frames: int) -> dict:
-        # Guidance that grows over the steps, as CogVideoX's authors sample; the text length is the one the
-        # transformer's positional embeddings were trained at.
-        return {
-            "image": keyframe,
-            "use_dynamic_cfg": True,
-            "max_sequence_length": pipe.transformer.config.max_text_seq_length,
-        }

@@ -4,8 +4,10 @@
   A run never starts a multi-GB download unless `download` is on; missing weights are a clear error that
   names the model id and the `local_path` setting.
 - A pipeline is loaded once per process and reused for every SKU, one model at a time (two video models
-  rarely fit one GPU together), with its speed settings applied once: dtype, device, CPU offload,
-  attention backend, fused projections, cache hook, regional compile.
+  rarely fit one GPU together), with its runner options applied once (runner.py): dtype, device, CPU
+  offload, step-distilled LoRAs, fused projections, FP8 weights, attention backend, cache policy, regional
+  compile. What was applied, fallbacks included, goes into every render's cost record as `runner`, with the
+  steps and guidance the render used.
 - A generation logs its denoising progress, is timed between device synchronisations (GPU seconds), and
   when CUDA runs out of memory it is retried once with CPU offload and VAE tiling before failing with the
   numbers.
@@ -19,12 +21,10 @@ torch and diffusers are imported only when a model is used: the project runs wit
 from __future__ import annotations
 
 import gc
-import math
 import re
 import time
-from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -36,14 +36,25 @@ from pydantic import Field
 
 from resources.pricing import CostRecord, PricesResource
 from resources.providers.base import Availability, ClipRequest, ClipResult, Log, Usage, measure_usage
+from resources.providers.gpu.models import Variant, conditioning, generation_multiple, image_sized_generation
+from resources.providers.gpu.runner import (
+    CacheHook,
+    Generation,
+    Lora,
+    LoraUnavailable,
+    Optimisations,
+    accepted_arguments,
+    generation_size,
+    lora_source,
+    optimise,
+    timed_call,
+)
 from videokit.media.encode import ClipFile, EncodeSettings
 from videokit.sku_video.loop import SourceTooShort, fit_to_size, loop_source_indices, looped_clip
 
 Dtype = Literal["bfloat16", "float16", "float32"]
 Offload = Literal["none", "model", "sequential"]
-CacheHook = Literal["none", "first_block_cache", "pyramid_attention_broadcast", "taylorseer_cache"]
 
-# A generated clip slightly shorter than the loop needs is played this much faster at most.
 PROGRESS_LOGS_PER_RUN = 10
 
 
@@ -60,33 +71,6 @@ class ClipTooShort(ValueError):
 
 
 @dataclass(frozen=True)
-class Variant:
-    """A published model and how it is run: its pipeline class and its native settings."""
-
-    # The provider's name when it runs this model: routing, the price table and storage paths know it by this,
-    # so two variants wired side by side (wan, wan_ti2v) never share a price or a stored clip.
-    provider: str
-    model: str  # Hugging Face hub id
-    pipeline: str  # diffusers pipeline class
-    size: tuple[int, int] | None  # native (width, height), landscape; None: the requested size
-    steps: int
-    guidance: float
-    frames: int = 1
-    fps: int = 0
-    fixed_size: bool = False  # generates only at `size` (learned positional embeddings)
-    fp32_vae: str | None = None  # VAE class kept in float32 whatever the pipeline's dtype
-
-
-@dataclass(frozen=True)
-class Optimisations:
-    attention_backend: str | None = None
-    fuse_projections: bool = False
-    cache_hook: CacheHook = "none"
-    cache_threshold: float = 0.05
-    regional_compile: bool = False
-
-
-@dataclass(frozen=True)
 class PipelineSpec:
     """Everything that decides what a loaded pipeline is: equal specs share one loaded pipeline."""
 
@@ -99,14 +83,6 @@ class PipelineSpec:
     vae_tiling: bool
     fp32_vae: str | None
     optimisations: Optimisations
-
-
-@dataclass(frozen=True)
-class Generation:
-    output: Any
-    seconds: float  # wall seconds of the pipeline call, between device synchronisations
-    cpu_s: float
-    on_gpu: bool
 
 
 # --------------------------------------------------------------------------- weights
@@ -141,6 +117,7 @@ def weights_source(model: str, local_path: str | None, download: bool) -> str:
 
 
 _loaded: dict[PipelineSpec, Any] = {}
+_applied: dict[PipelineSpec, dict[str, Any]] = {}  # what optimise applied to each loaded pipeline
 
 
 def shared_pipeline(spec: PipelineSpec, log: Log) -> Any:
@@ -149,7 +126,7 @@ def shared_pipeline(spec: PipelineSpec, log: Log) -> Any:
         release_pipelines()
         log(f"loading {spec.model} ({spec.pipeline}) from {spec.source} on {spec.device}, {spec.dtype}")
         started = time.perf_counter()
-        _loaded[spec] = load_pipeline(spec)
+        _loaded[spec] = load_pipeline(spec, log)
         log(f"loaded {spec.model} in {time.perf_counter() - started:.1f}s")
     return _loaded[spec]
 
@@ -157,11 +134,16 @@ def shared_pipeline(spec: PipelineSpec, log: Log) -> Any:
 def release_pipelines() -> None:
     if _loaded:
         _loaded.clear()
+        _applied.clear()
         gc.collect()
         _empty_cuda_cache()
 
 
-def load_pipeline(spec: PipelineSpec) -> Any:
+def applied_options(spec: PipelineSpec) -> dict[str, Any]:
+    return dict(_applied.get(spec, {}))
+
+
+def load_pipeline(spec: PipelineSpec, log: Log = print) -> Any:
     import diffusers
     import torch
 
@@ -175,7 +157,7 @@ def load_pipeline(spec: PipelineSpec) -> Any:
     place(pipe, spec.device, spec.offload)
     if spec.vae_tiling:
         pipe.vae.enable_tiling()
-    optimise(pipe, spec.optimisations)
+    _applied[spec] = optimise(pipe, spec.optimisations, spec.device, log)
     return pipe
 
 
@@ -188,51 +170,6 @@ def place(pipe: Any, device: str, offload: Offload) -> None:
         pipe.enable_sequential_cpu_offload(device=device)
 
 
-def optimise(pipe: Any, options: Optimisations) -> None:
-    """Speed settings on the denoiser; the GPU benchmark applies the same function to measure them."""
-    if options.regional_compile and options.cache_hook != "none":
-        # A cache hook keeps per-block state (which block, cond or uncond pass) that compiled blocks guard on:
-        # they recompile step after step instead of running faster.
-        raise ValueError("regional_compile and cache_hook do not combine; choose one")
-    denoiser = pipe.transformer
-    if options.attention_backend:
-        denoiser.set_attention_backend(options.attention_backend)
-    if options.fuse_projections:
-        fuse_projections(denoiser)
-    if options.cache_hook != "none":
-        denoiser.enable_cache(cache_config(options, pipe))
-    if options.regional_compile:
-        if not getattr(denoiser, "_repeated_blocks", None):
-            raise ValueError(
-                f"{type(denoiser).__name__} declares no repeated blocks to compile; "
-                "set regional_compile: false"
-            )
-        denoiser.compile_repeated_blocks(fullgraph=True)
-
-
-def fuse_projections(denoiser: Any) -> None:
-    """One matmul for q, k and v (k and v for cross-attention) instead of three."""
-    attention_modules = [module for module in denoiser.modules() if hasattr(module, "fuse_projections")]
-    for module in attention_modules:
-        module.fuse_projections()
-    if not attention_modules:
-        denoiser.fuse_qkv_projections()
-
-
-def cache_config(options: Optimisations, pipe: Any) -> Any:
-    import diffusers
-
-    if options.cache_hook == "first_block_cache":
-        return diffusers.FirstBlockCacheConfig(threshold=options.cache_threshold)
-    if options.cache_hook == "pyramid_attention_broadcast":
-        return diffusers.PyramidAttentionBroadcastConfig(
-            spatial_attention_block_skip_range=2,
-            spatial_attention_timestep_skip_range=(100, 800),
-            current_timestep_callback=lambda: pipe.current_timestep,
-        )
-    return diffusers.TaylorSeerCacheConfig()
-
-
 # --------------------------------------------------------------------------- running
 
 
@@ -243,6 +180,8 @@ def generate(pipe: Any, arguments: dict, spec: PipelineSpec, label: str, log: Lo
 
     steps = arguments["num_inference_steps"]
     arguments = arguments | {"callback_on_step_end": progress_logger(label, steps, log)}
+    if "callback_on_step_end" not in accepted_arguments(pipe, arguments):
+        log(f"{label}: {steps} denoising steps ({type(pipe).__name__} reports no progress per step)")
     seed_state = arguments["generator"].get_state()
     try:
         return timed_call(pipe, arguments, spec.device)
@@ -266,15 +205,6 @@ def fall_back_to_offload(pipe: Any, spec: PipelineSpec) -> None:
     else:
         pipe.enable_sequential_cpu_offload(device=spec.device)
     pipe.vae.enable_tiling()
-
-
-def timed_call(pipe: Any, arguments: dict, device: str) -> Generation:
-    on_gpu = device.startswith("cuda")
-    _synchronise(on_gpu)
-    with measure_usage() as usage:
-        output = pipe(**arguments)
-        _synchronise(on_gpu)
-    return Generation(output=output, seconds=usage.wall_s, cpu_s=usage.cpu_s, on_gpu=on_gpu)
 
 
 def progress_logger(label: str, total_steps: int, log: Log) -> Callable:
@@ -323,13 +253,6 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _synchronise(on_gpu: bool) -> None:
-    if on_gpu:
-        import torch
-
-        torch.cuda.synchronize()
-
-
 def _empty_cuda_cache() -> None:
     try:
         import torch
@@ -342,17 +265,6 @@ def _empty_cuda_cache() -> None:
 def as_uint8_frames(frames: Any) -> np.ndarray:
     """(N, C, H, W) floats in [0, 1] on any device -> (N, H, W, 3) uint8 on the CPU, converted on-device."""
     return frames.float().mul(255).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def generation_size(native: tuple[int, int], target: tuple[int, int], multiple: int) -> tuple[int, int]:
-    """The native area at the target's aspect ratio, in multiples of `multiple`.
-
-    A portrait or square SKU is generated as such instead of being cropped out of a landscape video.
-    """
-    area, aspect = native[0] * native[1], target[0] / target[1]
-    width = max(multiple, round(math.sqrt(area * aspect) / multiple) * multiple)
-    height = max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple)
-    return width, height
 
 
 # --------------------------------------------------------------------------- clips from generated frames
@@ -401,9 +313,35 @@ class DiffusionProvider(ConfigurableResource):
         default=None, description="diffusers attention backend (native, _native_cudnn, flash, sage, ...)."
     )
     fuse_projections: bool = Field(default=False, description="Fuse the attention q/k/v projections.")
-    cache_hook: CacheHook = Field(default="none", description="Reuse denoiser outputs across steps.")
-    cache_threshold: float = Field(default=0.05, description="first_block_cache: change that recomputes.")
+    cache_hook: CacheHook = Field(
+        default="none",
+        description="Reuse denoiser outputs across steps: first_block_cache, mag_cache, taylorseer_cache, "
+        "pyramid_attention_broadcast.",
+    )
+    cache_threshold: float = Field(
+        default=0.05, description="first_block_cache, mag_cache: the change (or error) that recomputes."
+    )
+    mag_ratios: list[float] | None = Field(
+        default=None, description="mag_cache: the model's magnitude ratios (from a calibration run)."
+    )
+    fp8_weights: bool = Field(
+        default=False,
+        description="FP8 denoiser weights: torchao float8 matmuls when installed on an FP8 GPU, else float8 "
+        "storage with layerwise casting (logged).",
+    )
     regional_compile: bool = Field(default=False, description="torch.compile the repeated transformer blocks")
+    lora: str | None = Field(
+        default=None,
+        description="Step-distilled LoRA fused into the denoiser: hub id, local folder or .safetensors file. "
+        "Sets guidance off and distilled_steps unless steps or guidance are set.",
+    )
+    lora_weight_name: str | None = Field(default=None, description="The LoRA's file in its repo or folder.")
+    lora_2: str | None = Field(
+        default=None, description="LoRA for the second denoiser (Wan2.2-A14B's low-noise expert)."
+    )
+    lora_2_weight_name: str | None = Field(default=None, description="The second LoRA's file.")
+    lora_scale: float = Field(default=1.0, description="Strength the LoRAs are fused at.")
+    distilled_steps: int = Field(default=4, description="Steps with a step-distilled LoRA.")
     steps: int | None = Field(default=None, description="Denoising steps; default: the variant's.")
     guidance: float | None = Field(default=None, description="Guidance scale; default: the variant's.")
     seed: int | None = Field(default=None, description="Seed for every SKU; default: the request's seed.")
@@ -431,7 +369,8 @@ class DiffusionProvider(ConfigurableResource):
             )
         try:
             weights_source(self.model_id, self.local_path, self.download)
-        except WeightsUnavailable as error:
+            self.loras()
+        except (WeightsUnavailable, LoraUnavailable) as error:
             return Availability(False, f"{self.name}: {error}")
         import torch
 
@@ -456,9 +395,52 @@ class DiffusionProvider(ConfigurableResource):
                 fuse_projections=self.fuse_projections,
                 cache_hook=self.cache_hook,
                 cache_threshold=self.cache_threshold,
+                mag_ratios=tuple(self.mag_ratios) if self.mag_ratios else self.default_mag_ratios(),
+                steps=self.step_count(),
+                fp8_weights=self.fp8_weights,
                 regional_compile=self.regional_compile,
+                loras=self.loras(),
             ),
         )
+
+    def loras(self) -> tuple[Lora, ...]:
+        configured = [("lora", self.lora, self.lora_weight_name, "transformer"),
+                      ("lora_2", self.lora_2, self.lora_2_weight_name, "transformer_2")]
+        loras = []
+        for setting, name, weight_name, denoiser in configured:
+            if name:
+                source, weight = lora_source(name, weight_name, self.download, setting)
+                loras.append(Lora(name=name, source=source, weight_name=weight, scale=self.lora_scale,
+                                  denoiser=denoiser))
+        return tuple(loras)
+
+    def default_mag_ratios(self) -> tuple[float, ...] | None:
+        """FLUX.1's ratios ship with diffusers; every other model needs its own calibration."""
+        if self.cache_hook != "mag_cache" or not self.native.pipeline.startswith("Flux"):
+            return None
+        from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
+
+        return tuple(float(ratio) for ratio in FLUX_MAG_RATIOS)
+
+    def step_count(self) -> int:
+        if self.steps:
+            return self.steps
+        return self.distilled_steps if self.lora else self.native.steps
+
+    def guidance_scale(self) -> float | None:
+        """A step-distilled LoRA was trained without guidance: one denoiser call per step, not two."""
+        if self.guidance is not None:
+            return self.guidance
+        return 1.0 if self.lora else self.native.guidance
+
+    def runner_record(self, spec: PipelineSpec, arguments: dict) -> dict[str, Any]:
+        """What ran: the options applied (fallbacks included) with the render's steps and guidance."""
+        return {
+            "steps": arguments["num_inference_steps"],
+            "guidance": arguments.get("guidance_scale", self.guidance_scale()),
+            "dtype": spec.dtype,
+            **applied_options(spec),
+        }
 
     def native_size(self, requested: tuple[int, int]) -> tuple[int, int]:
         width, height = self.native.size or requested
@@ -468,22 +450,24 @@ class DiffusionProvider(ConfigurableResource):
         """Steps, guidance and a seeded CPU generator (same latents on every device) for one pipeline call."""
         import torch
 
+        guidance = self.guidance_scale()
         return {
-            "num_inference_steps": self.steps or self.native.steps,
-            "guidance_scale": self.native.guidance if self.guidance is None else self.guidance,
+            "num_inference_steps": self.step_count(),
+            **({} if guidance is None else {"guidance_scale": guidance}),
             "generator": torch.Generator("cpu").manual_seed(request_seed if self.seed is None else self.seed),
             "output_type": "pt",
         }
 
-    def priced(self, generation: Generation, usage: Usage) -> CostRecord:
+    def priced(self, generation: Generation, usage: Usage, runner: dict[str, Any] | None = None) -> CostRecord:
         """The generation's GPU seconds at the GPU's rate plus the CPU work around it; on a CPU device, all
-        of it is CPU work."""
+        of it is CPU work. `runner` says how it ran."""
         gpu_s = generation.seconds if generation.on_gpu else 0.0
         cpu_s = usage.cpu_s - generation.cpu_s if generation.on_gpu else usage.cpu_s
-        return self.prices.table.cost(
+        cost = self.prices.table.cost(
             provider=self.name, model=self.model_id, cpu_s=cpu_s, gpu_s=gpu_s, gpu_type=self.gpu_type,
             wall_s=usage.wall_s,
         )
+        return replace(cost, runner=runner) if runner else cost
 
 
 DEFAULT_CLIP_PROMPT = (
@@ -506,9 +490,9 @@ class DiffusionClips(DiffusionProvider):
     crf: int = Field(default=21, description="x264 constant rate factor.")
     preset: str = Field(default="veryfast", description="x264 preset.")
 
-    @abstractmethod
     def conditioning(self, pipe: Any, keyframe: Image.Image, frames: int) -> dict:
         """Pipeline arguments that make the video start from `keyframe`."""
+        return conditioning(self.native, pipe, keyframe, frames, self.guidance_scale())
 
     def render_clip(self, request: ClipRequest, log: Log) -> ClipResult:
         fps = self.fps or self.native.fps
@@ -530,7 +514,7 @@ class DiffusionClips(DiffusionProvider):
             f"{arguments['width']}x{arguments['height']} in {generation.seconds:.1f}s -> "
             f"{clip.n_frames} frames at {clip.width}x{clip.height}"
         )
-        return ClipResult(clip=clip, cost=self.priced(generation, usage))
+        return ClipResult(clip=clip, cost=self.priced(generation, usage, self.runner_record(spec, arguments)))
 
     def pipeline_arguments(self, pipe: Any, keyframe: np.ndarray, requested: tuple[int, int], hint: str,
                            seed: int) -> dict:
@@ -557,7 +541,6 @@ class DiffusionClips(DiffusionProvider):
     def generated_size(self, pipe: Any, requested: tuple[int, int]) -> tuple[int, int]:
         if self.native.fixed_size:
             return self.native_size(requested)
-        # Width and height are whole latent patches: the VAE's downscale times the transformer's patch.
-        patch = pipe.transformer.config.patch_size
-        multiple = pipe.vae_scale_factor_spatial * (patch[-1] if isinstance(patch, (tuple, list)) else patch)
-        return generation_size(self.native_size(requested), requested, multiple)
+        if self.native.size is None:
+            return image_sized_generation(pipe, requested)
+        return generation_size(self.native_size(requested), requested, generation_multiple(pipe))

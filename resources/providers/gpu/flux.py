@@ -14,31 +14,14 @@ from PIL import Image
 from pydantic import Field
 
 from resources.providers.base import KeyframeRequest, KeyframeResult, Log, measure_usage
-from resources.providers.gpu.diffusion import (
-    DiffusionProvider,
-    Variant,
-    as_uint8_frames,
-    generate,
-    generation_size,
-    shared_pipeline,
-)
+from resources.providers.gpu.diffusion import DiffusionProvider, as_uint8_frames, generate, shared_pipeline
+from resources.providers.gpu.models import FLUX_VARIANTS, Variant
+from resources.providers.gpu.runner import generation_size
 from videokit.media.brand import RGB, BrandKit
 from videokit.media.images import open_image
 from videokit.sku_video.compose import TARGET_SAFE_SHARE, compose_keyframe, render_background
 from videokit.sku_video.loop import fit_to_size
 
-FLUX_VARIANTS = {
-    # Apache-2.0, timestep-distilled: 4 steps, no guidance.
-    "schnell": Variant(
-        provider="flux", model="black-forest-labs/FLUX.1-schnell", pipeline="FluxPipeline", size=None,
-        steps=4, guidance=0.0,
-    ),
-    # Restyles the brand background instead of starting from noise. FLUX.1 [dev] licence: non-commercial.
-    "kontext": Variant(
-        provider="flux_kontext", model="black-forest-labs/FLUX.1-Kontext-dev", pipeline="FluxKontextPipeline",
-        size=None, steps=28, guidance=2.5,
-    ),
-}
 BACKDROPS = {
     "studio": "a seamless studio sweep lit by a soft overhead light",
     "gradient": "a smooth vertical colour gradient backdrop",
@@ -98,7 +81,7 @@ class FluxKeyframes(DiffusionProvider):
             f"{self.name}: {request.sku_id} scene {arguments['width']}x{arguments['height']} in "
             f"{generation.seconds:.1f}s, product composited"
         )
-        return KeyframeResult(layers=layers, cost=self.priced(generation, usage))
+        return KeyframeResult(layers=layers, cost=self.priced(generation, usage, self.runner_record(spec, arguments)))
 
     def pipeline_arguments(
         self, pipe: Any, brand: BrandKit, category: str, hint: str, requested: tuple[int, int], seed: int

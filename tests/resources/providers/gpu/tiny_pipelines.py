@@ -20,6 +20,7 @@ import torch
 from diffusers import (
     AutoencoderKL,
     AutoencoderKLCogVideoX,
+    AutoencoderKLHunyuanVideo15,
     AutoencoderKLWan,
     CogVideoXDDIMScheduler,
     CogVideoXImageToVideoPipeline,
@@ -29,17 +30,27 @@ from diffusers import (
     FluxKontextPipeline,
     FluxPipeline,
     FluxTransformer2DModel,
+    HunyuanVideo15ImageToVideoPipeline,
+    HunyuanVideo15Transformer3DModel,
     UniPCMultistepScheduler,
     WanImageToVideoPipeline,
     WanTransformer3DModel,
     WanVACEPipeline,
     WanVACETransformer3DModel,
 )
+from diffusers.guiders import ClassifierFreeGuidance
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import (
+    ByT5Tokenizer,
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTokenizer,
+    Qwen2_5_VLTextConfig,
+    Qwen2_5_VLTextModel,
+    Qwen2Tokenizer,
+    SiglipImageProcessor,
+    SiglipVisionConfig,
+    SiglipVisionModel,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -72,6 +83,25 @@ def clip_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
+QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# The shape of Qwen2's chat template: system and user turns, then the assistant's turn opened.
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def qwen_tokenizer() -> Qwen2Tokenizer:
+    """A byte-level BPE Qwen2 tokenizer with no merges and Qwen's chat markers."""
+    vocab = {symbol: index for index, symbol in enumerate(sorted(ByteLevel.alphabet()))}
+    for special in QWEN_SPECIALS:
+        vocab[special] = len(vocab)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, bos_token=None, eos_token="<|im_end|>",
+                               pad_token="<|endoftext|>")
+    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
 # --------------------------------------------------------------------------- architectures
 
 
@@ -90,6 +120,17 @@ class WanArchitecture:
     text_encoder: Config
     # WanImageToVideoPipeline settings: Wan2.2 TI2V conditions by expanded timesteps and has no image encoder.
     pipeline: Config = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HunyuanVideo15Architecture:
+    transformer: Config
+    vae: Config
+    text_encoder: Config  # Qwen2.5-VL's text model
+    text_encoder_2: Config  # ByT5
+    image_encoder: Config  # SigLIP
+    image_size: int  # SigLIP's input size
+    guidance: float
 
 
 @dataclass(frozen=True)
@@ -150,6 +191,35 @@ TINY_WAN_TI2V = WanArchitecture(
     },
     text_encoder=TINY_T5,
     pipeline={"expand_timesteps": True},
+)
+
+
+# Wan2.2-I2V-A14B: noise, the image's latents and a 4-channel first-frame mask in; two experts.
+TINY_WAN_I2V_A14B = WanArchitecture(
+    transformer=_TINY_WAN_TRANSFORMER | {"in_channels": 36, "out_channels": 16},
+    vae=_TINY_WAN_VAE,
+    text_encoder=TINY_T5,
+    pipeline={"boundary_ratio": 0.9},
+)
+
+TINY_HUNYUAN_I2V = HunyuanVideo15Architecture(
+    transformer={
+        "in_channels": 9, "out_channels": 4, "num_attention_heads": 2, "attention_head_dim": 8, "num_layers": 2,
+        "num_refiner_layers": 1, "mlp_ratio": 2.0, "text_embed_dim": 32, "text_embed_2_dim": 32,
+        "image_embed_dim": 32, "rope_axes_dim": (2, 2, 4), "target_size": 64,
+    },
+    vae={"latent_channels": 4, "block_out_channels": (16,) * 5, "layers_per_block": 1},
+    text_encoder={
+        "vocab_size": 300, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 3,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+        "rope_scaling": {"type": "default", "mrope_section": [1, 1, 2]}, "bos_token_id": None,
+        "eos_token_id": 258,
+    },
+    text_encoder_2=TINY_T5 | {"vocab_size": 384},
+    image_encoder={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "image_size": 32, "patch_size": 8},
+    image_size=32,
+    guidance=6.0,
 )
 
 
@@ -240,6 +310,32 @@ def build_wan_i2v(arch: WanArchitecture = TINY_WAN_TI2V, *, dtype: torch.dtype =
     )
 
 
+def build_wan_i2v_a14b(arch: WanArchitecture = TINY_WAN_I2V_A14B, *, dtype: torch.dtype = torch.float32,
+                       device: str = "cpu") -> WanImageToVideoPipeline:
+    parts = _wan_parts(arch, WanTransformer3DModel, dtype, device)
+    with initialised_as(dtype, device):
+        parts["transformer_2"] = _seeded(lambda: WanTransformer3DModel(**arch.transformer), seed=1)
+    return WanImageToVideoPipeline(**parts, image_encoder=None, image_processor=None, **arch.pipeline)
+
+
+def build_hunyuan_i2v(arch: HunyuanVideo15Architecture = TINY_HUNYUAN_I2V, *,
+                      dtype: torch.dtype = torch.float32, device: str = "cpu") -> HunyuanVideo15ImageToVideoPipeline:
+    size = {"height": arch.image_size, "width": arch.image_size}
+    with initialised_as(dtype, device):
+        return HunyuanVideo15ImageToVideoPipeline(
+            text_encoder=_seeded(lambda: Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(**arch.text_encoder))),
+            tokenizer=qwen_tokenizer(),
+            transformer=_seeded(lambda: HunyuanVideo15Transformer3DModel(**arch.transformer)),
+            vae=_seeded(lambda: AutoencoderKLHunyuanVideo15(**arch.vae)),
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+            text_encoder_2=_seeded(lambda: T5EncoderModel(T5Config(**arch.text_encoder_2))),
+            tokenizer_2=ByT5Tokenizer(),
+            guider=ClassifierFreeGuidance(guidance_scale=arch.guidance),
+            image_encoder=_seeded(lambda: SiglipVisionModel(SiglipVisionConfig(**arch.image_encoder))),
+            feature_extractor=SiglipImageProcessor(size=size),
+        )
+
+
 def build_cogvideox_i2v(arch: CogVideoXArchitecture, *, dtype: torch.dtype = torch.float32,
                         device: str = "cpu") -> CogVideoXImageToVideoPipeline:
     with initialised_as(dtype, device):
@@ -271,6 +367,34 @@ def save_wan_vace(folder: Path) -> Path:
 
 def save_wan_ti2v(folder: Path) -> Path:
     return _saved(build_wan_i2v(TINY_WAN_TI2V), Path(folder))
+
+
+def save_wan_i2v_a14b(folder: Path) -> Path:
+    return _saved(build_wan_i2v_a14b(), Path(folder))
+
+
+def save_hunyuan_i2v(folder: Path) -> Path:
+    return _saved(build_hunyuan_i2v(), Path(folder))
+
+
+def save_lora(pipeline: DiffusionPipeline, folder: Path, *, denoiser: str = "transformer", rank: int = 4,
+              seed: int = 0) -> Path:
+    """A random LoRA on the attention projections of one denoiser, saved as diffusers writes LoRAs.
+
+    `init_lora_weights=False` draws both LoRA matrices at random, so the LoRA changes what the model makes.
+    The pipeline itself is left as it was.
+    """
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    model = getattr(pipeline, denoiser)
+    torch.manual_seed(seed)
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                 target_modules=["to_q", "to_k", "to_v", "to_out.0"]), adapter_name="saved")
+    layers = get_peft_model_state_dict(model, adapter_name="saved")
+    model.delete_adapters("saved")
+    type(pipeline).save_lora_weights(Path(folder), transformer_lora_layers=layers)
+    return Path(folder)
 
 
 def save_cogvideox_i2v(folder: Path, *, width: int = 64, height: int = 48, frames: int = 9) -> Path:
