@@ -15,6 +15,7 @@ from resources.providers.api.runway import RunwayClips
 from resources.providers.cpu import ComposeKeyframes, MotionClips
 from resources.providers.gpu.cogvideox import CogVideoXClips
 from resources.providers.gpu.flux import FluxKeyframes
+from resources.providers.gpu.hunyuan import HunyuanClips
 from resources.providers.gpu.wan import WanClips
 from resources.quality import QualityBarResource
 from resources.routing import RoutingResource
@@ -62,6 +63,9 @@ def build_resources(api_overrides: dict[str, dict] | None = None) -> dict:
         "wan_ti2v": WanClips(prices=prices, device=gpu_device, variant="ti2v-5b",
                              local_path=os.environ.get("SKUVID_WAN_TI2V_PATH")),
         "cogvideox": CogVideoXClips(prices=prices, device=gpu_device, local_path=os.environ.get("SKUVID_COGVIDEOX_PATH")),
+        "wan_i2v_a14b": WanClips(prices=prices, device=gpu_device, variant="i2v-a14b",
+                                 local_path=os.environ.get("SKUVID_WAN_I2V_A14B_PATH")),
+        "hunyuan_i2v": HunyuanClips(prices=prices, device=gpu_device, local_path=os.environ.get("SKUVID_HUNYUAN_I2V_PATH")),
         "runway": RunwayClips(**api["runway"], **shared_api),
         "kling": KlingClips(**api["kling"], **shared_api),
         "pika": PikaClips(**api["pika"], **shared_api),

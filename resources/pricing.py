@@ -27,6 +27,8 @@ class CostRecord:
     wall_s: float
     provider_job_id: str = ""
     attempt: int = 1
+    # GPU renders: how the model ran (steps, guidance, LoRA, cache, attention, FP8, compile), fallbacks included.
+    runner: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
