@@ -9,6 +9,7 @@ from rich.console import Console
 
 from pipelines.estimate_cli import add_estimate_parser, run_estimate
 from pipelines.jobs_cli import add_jobs_parser, run_jobs
+from pipelines.worker_cli import add_worker_parser, run_worker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("setup-instance", help="Optional: copy the render pool limits (SKUVID_POOL_LIMITS) into the instance in $DAGSTER_HOME for the UI.")
     add_estimate_parser(commands)
     add_jobs_parser(commands)
+    add_worker_parser(commands)
     args = parser.parse_args(argv)
     # Wide enough for the tables when the output is a file or a pipe, not a terminal.
     console = Console(width=None if sys.stdout.isatty() else 140)
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_estimate(args, console)
     if args.command == "jobs":
         return run_jobs(args, console)
+    if args.command == "worker":
+        return run_worker(args, console)
     return 2
 
 

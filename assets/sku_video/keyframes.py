@@ -1,5 +1,6 @@
 """`keyframe` per SKU: the still every clip starts from, with blocking QA checks."""
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -15,6 +16,7 @@ from assets.sku_video.artifacts import (
     render_prefix,
     save_render,
 )
+from assets.queues import on_queue
 from assets.sku_video.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.pool_slots import pool_slot
 from resources.providers.base import KeyframeRequest
@@ -60,6 +62,8 @@ def keyframe_scores(sku: Sku, layers: KeyframeLayers) -> KeyframeScores:
     description="The SKU's keyframe: product cut out of its packshot on the brand background, with layers for motion.",
     checks=KEYFRAME_CHECKS,
     required_resource_keys={"storage", "quality_bar", "routing", "prices", "ledger", *KEYFRAME_PROVIDERS},
+    # On Celery workers: compose is CPU work; SKUVID_KEYFRAME_QUEUE=gpu sends keyframes to gpu workers (flux).
+    op_tags=on_queue(os.environ.get("SKUVID_KEYFRAME_QUEUE", "cpu")),
 )
 def keyframe(context: dg.AssetExecutionContext):
     resources = context.resources

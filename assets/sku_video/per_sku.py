@@ -57,7 +57,7 @@ def check_specs(asset: str, checks: dict[str, str]) -> list[dg.AssetCheckSpec]:
 
 
 def sku_asset(name: str, *, deps: list, kinds: set[str], description: str, checks: dict[str, str],
-              required_resource_keys: set[str] | None = None):
+              required_resource_keys: set[str] | None = None, op_tags: dict[str, str] | None = None):
     """A per-SKU asset: partitioned by `sku`, batched in backfills, its blocking checks evaluated per SKU.
 
     A multi_asset with one spec, because only that form lets a batched run report each SKU's checks itself.
@@ -72,6 +72,7 @@ def sku_asset(name: str, *, deps: list, kinds: set[str], description: str, check
         can_subset=True,
         backfill_policy=sku_backfill_policy(name),
         required_resource_keys=required_resource_keys,
+        op_tags=op_tags,
     )
 
 

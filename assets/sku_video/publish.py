@@ -17,6 +17,7 @@ import pandas as pd
 
 from assets.catalog.sku_catalog import Sku, sku_lookup, write_parquet
 from assets.sku_video.artifacts import cost_metadata, read_record
+from assets.queues import on_queue
 from assets.sku_video.per_sku import SkuOutcome, run_per_sku, sku_asset
 from resources.pricing import PricesResource
 from resources.providers.base import measure_usage
@@ -104,6 +105,7 @@ PUBLISH_CHECKS = {"published_video_in_manifest": "The video is published and the
     kinds={"mp4"},
     description="The clip and poster a storefront can serve, and the SKU's row in the published manifest.",
     checks=PUBLISH_CHECKS,
+    op_tags=on_queue("cpu"),
 )
 def published_video(
     context: dg.AssetExecutionContext,

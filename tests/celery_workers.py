@@ -1,0 +1,180 @@
+"""Redis and Celery workers for tests: real processes on 127.0.0.1, started and stopped by the tests.
+
+    with redis_server(tmp_path / "redis") as redis:
+        env = {**os.environ, **redis.env(), "DAGSTER_HOME": str(home), ...}
+        with celery_worker("cpu", env, tmp_path / "logs") as worker:
+            ...  # runs of a `sku_video_cpu_job` (or any job on the celery executor) execute on it
+            worker.kill()  # SIGKILL the worker and its pool processes, as a machine that dies
+
+A worker is `skuvid worker --queues Q` (so `dagster-celery worker start` underneath), in its own process
+group; its log (`worker.log_path`) has Celery's lines, and its name is in the run's engine events
+("Celery worker": "<name>@<host>"), which tells which worker ran which step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.servers import free_port
+
+
+@dataclass
+class RedisServer:
+    port: int
+    data_dir: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def env(self) -> dict[str, str]:
+        """What a launcher and its workers need to share this broker (and result backend)."""
+        return {"SKUVID_CELERY_BROKER_URL": self.url}
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        redis = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
+        if redis is None:
+            raise RuntimeError("`redis-server` not found: install Debian's redis-server (scripts/system-deps.sh)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Append-only file, synced on every write: queued steps and their results survive a restart.
+        command = [redis, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
+                   "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
+                   "--daemonize", "no", "--logfile", str(self.data_dir / "redis.log")]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for_redis(self, timeout_s)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop (SIGTERM: Redis syncs its append-only file), stay down `down_s`, start on the same port."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
+def wait_for_redis(server: RedisServer, timeout_s: float) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=server.port, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                log = server.data_dir / "redis.log"
+                raise RuntimeError(f"redis-server exited with {server.process.returncode}: "
+                                   f"{log.read_text()[-2000:] if log.exists() else ''}")
+            try:
+                if client.ping():
+                    return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"redis-server not ready on port {server.port} after {timeout_s}s")
+    finally:
+        client.close()
+
+
+@contextmanager
+def redis_server(data_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), data_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class CeleryWorker:
+    name: str
+    queues: tuple[str, ...]
+    log_path: Path
+    process: subprocess.Popen
+    log_file: object = field(repr=False, default=None)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as when its machine dies."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # Celery's warm shutdown
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.log_file is not None:
+            self.log_file.close()
+
+
+def start_celery_worker(queues: str | tuple[str, ...], env: Mapping[str, str], log_dir: Path, *,
+                        name: str | None = None, concurrency: int = 1, timeout_s: float = 60.0,
+                        skip_checks: bool = False) -> CeleryWorker:
+    """`skuvid worker --queues ...` in its own process group; returns once Celery says it is ready."""
+    queues = (queues,) if isinstance(queues, str) else tuple(queues)
+    name = name or f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - open while the worker runs, closed by stop()
+    command = [str(Path(sys.executable).parent / "skuvid"), "worker", "--queues", ",".join(queues),
+               "--name", name, "--concurrency", str(concurrency)] + (["--skip-checks"] if skip_checks else [])
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=dict(env),
+                               start_new_session=True)
+    worker = CeleryWorker(name, queues, log_path, process, log_file)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log_file.close()
+            raise RuntimeError(f"worker {name} exited with {process.returncode}: {worker.log()[-3000:]}")
+        if " ready." in worker.log():
+            return worker
+        time.sleep(0.2)
+    worker.stop()
+    raise RuntimeError(f"worker {name} not ready after {timeout_s}s: {worker.log()[-3000:]}")
+
+
+@contextmanager
+def celery_worker(queues: str | tuple[str, ...], env: Mapping[str, str], log_dir: Path, **options
+                  ) -> Iterator[CeleryWorker]:
+    worker = start_celery_worker(queues, env, log_dir, **options)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def workers_by_step(instance, run_id: str) -> dict[str, list[str]]:
+    """Step key -> the names of the workers that executed it, read from the run's engine events
+    (dagster-celery reports "Executing steps ... in celery worker" with the worker's hostname)."""
+    import dagster as dg
+
+    ran: dict[str, list[str]] = {}
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records:
+        event = record.event_log_entry.dagster_event
+        metadata = event.engine_event_data.metadata if event and event.engine_event_data else {}
+        if "Celery worker" in metadata and event.step_key:
+            ran.setdefault(event.step_key, []).append(metadata["Celery worker"].value.split("@")[0])
+    return ran
