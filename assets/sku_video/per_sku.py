@@ -172,9 +172,15 @@ def safe_test(test: Callable[[str], bool], key: str) -> bool:
         return False
 
 
+def why_failed(outcome: SkuOutcome) -> str:
+    if outcome.metadata.get("error"):
+        return str(outcome.metadata["error"])
+    checks = ", ".join(c.summary for c in outcome.checks if not c.passed)
+    return f"{outcome.metadata.get('status', 'failed')} ({checks})" if checks else str(outcome.metadata.get("status"))
+
+
 def failure_summary(asset: str, failed: list[SkuAttempt], total: int) -> str:
-    named = "; ".join(f"{a.key}: {a.outcome.metadata.get('error') or a.outcome.metadata.get('status')}"
-                      for a in failed[:FAILED_SKUS_NAMED])
+    named = "; ".join(f"{a.key}: {why_failed(a.outcome)}" for a in failed[:FAILED_SKUS_NAMED])
     more = f"; and {len(failed) - FAILED_SKUS_NAMED} more" if len(failed) > FAILED_SKUS_NAMED else ""
     return f"{asset}: {len(failed)} of {total} SKUs failed and are not materialized. {named}{more}"
 
@@ -224,7 +230,7 @@ def run_per_sku(
                                           tags={"dagster/backfill": backfill} if backfill else None)
         else:
             failed.append(attempt)
-            context.log.error(f"{asset}[{attempt.key}] failed: {attempt.outcome.metadata.get('error') or attempt.outcome.metadata.get('status')}")
+            context.log.error(f"{asset}[{attempt.key}] failed: {why_failed(attempt.outcome)}")
         # Not blocking here: the gate is per SKU (publish refuses a SKU whose clip failed QA),
         # so one bad SKU does not stop the other SKUs of the batch.
         yield from check_evaluations(asset, attempt.key, attempt.outcome.checks, blocking=False)
