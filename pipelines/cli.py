@@ -7,6 +7,7 @@ import sys
 
 from rich.console import Console
 
+from pipelines.code_server_cli import add_code_server_parser, run_code_server
 from pipelines.estimate_cli import add_estimate_parser, run_estimate
 from pipelines.jobs_cli import add_jobs_parser, run_jobs
 from pipelines.worker_cli import add_worker_parser, run_worker
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     add_estimate_parser(commands)
     add_jobs_parser(commands)
     add_worker_parser(commands)
+    add_code_server_parser(commands)
     args = parser.parse_args(argv)
     # Wide enough for the tables when the output is a file or a pipe, not a terminal.
     console = Console(width=None if sys.stdout.isatty() else 140)
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_jobs(args, console)
     if args.command == "worker":
         return run_worker(args, console)
+    if args.command == "code-server":
+        return run_code_server(args, console)
     return 2
 
 
