@@ -57,7 +57,7 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> d
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_CAMPAIGN = ("spring-welcome-demo", "samples/campaign/demo.yaml")
 DEMO_MODULE = ("quick-start", "samples/training/quick-start.md")
-CLIP_APIS = ("runway", "kling", "pika")
+CLIP_APIS = ("runway", "kling", "fal")
 
 
 def render_sku(defs: dg.Definitions, instance: dg.DagsterInstance, sku_id: str) -> SkuOutcome:

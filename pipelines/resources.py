@@ -9,8 +9,9 @@ from resources.ledger import LedgerResource
 from resources.presenters.did import DidPresenter
 from resources.presenters.heygen import HeyGenPresenter
 from resources.pricing import PricesResource
+from resources.providers.api.fal import FalClips
+from resources.providers.api.fal_catalog import fal_model_names
 from resources.providers.api.kling import KlingClips
-from resources.providers.api.pika import PikaClips
 from resources.providers.api.runway import RunwayClips
 from resources.providers.cpu import ComposeKeyframes, MotionClips
 from resources.providers.gpu.cogvideox import CogVideoXClips
@@ -34,7 +35,7 @@ def api_settings() -> dict[str, dict]:
         "runway": {"api_key": secret("RUNWAYML_API_SECRET"), "base_url": os.environ.get("SKUVID_RUNWAY_BASE_URL")},
         "kling": {"access_key": secret("KLING_ACCESS_KEY"), "secret_key": secret("KLING_SECRET_KEY"),
                   "base_url": os.environ.get("SKUVID_KLING_BASE_URL")},
-        "pika": {"api_key": secret("FAL_KEY"), "base_url": os.environ.get("SKUVID_FAL_BASE_URL")},
+        "fal": {"api_key": secret("FAL_KEY"), "base_url": os.environ.get("SKUVID_FAL_BASE_URL")},
         "heygen": {"api_key": secret("HEYGEN_API_KEY"), "base_url": os.environ.get("SKUVID_HEYGEN_BASE_URL")},
         "did": {"api_key": secret("DID_API_KEY"), "base_url": os.environ.get("SKUVID_DID_BASE_URL")},
     }
@@ -68,7 +69,8 @@ def build_resources(api_overrides: dict[str, dict] | None = None) -> dict:
         "hunyuan_i2v": HunyuanClips(prices=prices, device=gpu_device, local_path=os.environ.get("SKUVID_HUNYUAN_I2V_PATH")),
         "runway": RunwayClips(**api["runway"], **shared_api),
         "kling": KlingClips(**api["kling"], **shared_api),
-        "pika": PikaClips(**api["pika"], **shared_api),
+        # Every model of the fal catalog (pika, kling_turbo, veo_fast, ...) on the one fal account.
+        **{name: FalClips(model=name, **api["fal"], **shared_api) for name in fal_model_names()},
         "heygen": HeyGenPresenter(**api["heygen"], **shared_api),
         "did": DidPresenter(**api["did"], **shared_api),
     }

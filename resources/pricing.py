@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from importlib import resources as package_files
@@ -122,11 +123,23 @@ def render_cost(cost: ProviderCost, prices: PriceTable, gpu_type: str = DEFAULT_
     return cost.cpu_s / 3600 * prices.vcpu_hour_usd + cost.gpu_s / 3600 * prices.gpu_rate(gpu_type) + cost.api_usd
 
 
+def api_row_usd(row: Mapping, seconds: float) -> float:
+    """List price of `seconds` of output by an `api` row: `usd_per_s` x seconds, or, for a model sold by the clip,
+    its `usd_per_clip` entry for that length."""
+    if "usd_per_clip" in row:
+        per_clip = row["usd_per_clip"]
+        if round(seconds) not in per_clip:
+            sold = ", ".join(f"{length} s" for length in sorted(per_clip))
+            raise PriceTableError(f"no list price for a {seconds:g} s clip (sold: {sold})")
+        return float(per_clip[round(seconds)])
+    return float(row["usd_per_s"]) * seconds
+
+
 def provider_cost(name: str, row: dict, api: dict) -> ProviderCost:
     kind = row["kind"]
     if kind == "api":
         list_price = api[row["api"]]
-        return ProviderCost(name, row["stage"], kind, api_usd=float(list_price["usd_per_s"]) * float(row["seconds"]),
+        return ProviderCost(name, row["stage"], kind, api_usd=api_row_usd(list_price, float(row["seconds"])),
                             latency_s=float(row.get("latency_s", 0)), source=str(row.get("source", "")))
     return ProviderCost(name, row["stage"], kind, cpu_s=float(row.get("cpu_s", 0)), gpu_s=float(row.get("gpu_s", 0)),
                         estimate=bool(row.get("estimate", False)), source=str(row.get("source", "")))

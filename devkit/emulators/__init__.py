@@ -1,4 +1,4 @@
-"""Local stand-ins for the commercial clip APIs (Runway, Kling, Pika on fal), for tests and for `make demo`
+"""Local stand-ins for the commercial clip APIs (Runway, Kling, every model of the fal catalog), for tests and for `make demo`
 when no API key is set. Each is a real HTTP server on 127.0.0.1 with its own fake credentials.
 
     with start_emulators() as emulators:
@@ -47,7 +47,7 @@ __all__ = [
 class Emulators:
     runway: RunwayEmulator
     kling: KlingEmulator
-    pika: FalEmulator
+    fal: FalEmulator  # serves every model of the fal catalog (pika, kling_turbo, veo_fast, ...)
 
     def provider_settings(self) -> dict[str, dict[str, str]]:
         """Per provider name, the resource fields (base URL and fake credentials) that point it here."""
@@ -58,11 +58,11 @@ class Emulators:
                 "access_key": self.kling.access_key,
                 "secret_key": self.kling.secret_key,
             },
-            "pika": {"base_url": self.pika.base_url, "api_key": self.pika.api_key},
+            "fal": {"base_url": self.fal.base_url, "api_key": self.fal.api_key},
         }
 
     def stop(self) -> None:
-        for emulator in (self.runway, self.kling, self.pika):
+        for emulator in (self.runway, self.kling, self.fal):
             emulator.stop()
 
     def __enter__(self) -> Self:
@@ -82,5 +82,5 @@ def start_emulators(**options: Any) -> Emulators:
         for emulator in started:
             emulator.stop()
         raise
-    runway, kling, pika = started
-    return Emulators(runway=runway, kling=kling, pika=pika)
+    runway, kling, fal = started
+    return Emulators(runway=runway, kling=kling, fal=fal)

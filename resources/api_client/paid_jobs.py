@@ -141,6 +141,10 @@ class ApiClipProvider(ConfigurableResource):
         """The task created for `job`, if any; only for providers with `can_look_up_submissions`."""
         raise NotImplementedError(f"{self.name} cannot look tasks up by our id")
 
+    def seconds_to_buy(self, request: ClipRequest) -> int:
+        """The length of provider video bought for the request's loop (5 s or 10 s unless the model says)."""
+        return provider_seconds(request)
+
     def refusal_reason(self, error: ProviderHTTPError) -> str | None:
         """The moderation reason when a rejected create request was a content refusal."""
         return None
@@ -158,7 +162,7 @@ class ApiClipProvider(ConfigurableResource):
         has no field for them; the endpoint too: a job on staging (or an emulator) is not the production job."""
         return {
             "endpoint": self.base_url,
-            "task": self.task_params(request, provider_seconds(request)),
+            "task": self.task_params(request, self.seconds_to_buy(request)),
             "seed": request.seed,
             "keyframe_sha256": keyframe_digest(request),
         }
@@ -167,7 +171,7 @@ class ApiClipProvider(ConfigurableResource):
         available = self.availability()
         if not available.available:
             raise ProviderError(self.name, available.reason)
-        seconds = provider_seconds(request)
+        seconds = self.seconds_to_buy(request)
         price = api_list_price(self.prices.table, self.price_key(), seconds)
         params = self.job_params(request)
         with measure_usage() as usage:

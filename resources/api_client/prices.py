@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resources.pricing import CostRecord, PriceTable, PriceTableError
+from resources.pricing import CostRecord, PriceTable, PriceTableError, api_row_usd
 
 
 @dataclass(frozen=True)
@@ -14,17 +14,17 @@ class ListPrice:
 
 
 def api_list_price(table: PriceTable, key: str, seconds: float) -> ListPrice:
-    """List price of `seconds` of output, from the price table's `api` rows (usd_per_s, credits_per_s)."""
-    try:
-        row = table.api[key]
-        return ListPrice(
-            usd=float(row["usd_per_s"]) * seconds, credits=float(row.get("credits_per_s", 0)) * seconds
-        )
-    except KeyError:
+    """List price of `seconds` of output, from the price table's `api` rows (usd_per_s or usd_per_clip, and
+    credits_per_s where the provider sells credits)."""
+    row = table.api.get(key)
+    if row is None:
         known = ", ".join(sorted(table.api)) or "none"
-        raise PriceTableError(
-            f"price table {table.as_of} has no api price {key!r} (known: {known})"
-        ) from None
+        raise PriceTableError(f"price table {table.as_of} has no api price {key!r} (known: {known})")
+    try:
+        usd = api_row_usd(row, seconds)
+    except (KeyError, PriceTableError) as error:
+        raise PriceTableError(f"price table {table.as_of}, api price {key!r}: {error}") from None
+    return ListPrice(usd=usd, credits=float(row.get("credits_per_s", 0)) * seconds)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from devkit.sample_art import draw_packshot
 from resources.api_client.paid_jobs import ApiClipProvider
 from resources.ledger import BudgetExceeded, JobSpec, LedgerResource
 from resources.pricing import PricesResource
+from resources.providers.api.fal import FalClips
 from resources.providers.api.kling import KlingClips
-from resources.providers.api.pika import PikaClips
 from resources.providers.api.runway import RunwayClips
 from resources.providers.base import ClipRequest
 from resources.storage import StorageResource
@@ -37,7 +37,14 @@ EMULATORS: dict[str, type[EmulatorServer]] = {
     "kling": KlingEmulator,
     "pika": FalEmulator,
 }
-PROVIDERS: dict[str, type[ApiClipProvider]] = {"runway": RunwayClips, "kling": KlingClips, "pika": PikaClips}
+# fal models beside pika, with other argument mappings: lengths as text ("5"), no seed; an aspect argument.
+FAL_MODELS = ("pika", "kling_turbo", "veo_fast")
+EMULATORS.update({name: FalEmulator for name in FAL_MODELS})
+PROVIDERS: dict[str, Callable[..., ApiClipProvider]] = {
+    "runway": RunwayClips,
+    "kling": KlingClips,
+    **{name: functools.partial(FalClips, model=name) for name in FAL_MODELS},
+}
 # Everything a test waits on is short; reads time out fast so that slow-answer faults cost little.
 FAST = {
     "poll_interval_s": 0.02,

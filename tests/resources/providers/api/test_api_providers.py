@@ -44,8 +44,8 @@ from resources.ledger import (
     ledger_engine,
 )
 from resources.pricing import PricesResource
+from resources.providers.api.fal import FalClips
 from resources.providers.api.kling import KlingClips, KlingToken
-from resources.providers.api.pika import PikaClips
 from resources.providers.api.runway import RunwayClips
 from resources.providers.base import ClipProvider
 from resources.storage import StorageResource
@@ -463,7 +463,7 @@ def test_request_info_hides_query_strings_and_user_info():
     ("provider_class", "unset", "reason"),
     [
         (RunwayClips, {}, "RUNWAYML_API_SECRET not set"),
-        (PikaClips, {}, "FAL_KEY not set"),
+        (FalClips, {}, "FAL_KEY not set"),
         (KlingClips, {}, "KLING_ACCESS_KEY and KLING_SECRET_KEY not set"),
         (KlingClips, {"access_key": "ak"}, "KLING_SECRET_KEY not set"),
     ],
@@ -503,7 +503,7 @@ def test_kling_tokens_are_renewed_before_they_expire():
 def test_submit_time_refusals_are_recognised():
     request = RequestInfo("POST", "https://api.test/v1")
     kling = KlingClips.model_construct()
-    pika = PikaClips.model_construct()
+    pika = FalClips.model_construct()
     kling_refusal = ProviderHTTPError(
         "kling",
         "400",
@@ -543,9 +543,13 @@ def test_start_emulators_points_every_provider_at_a_local_server(tmp_path):
     with start_emulators(output_short_side=EMULATED_OUTPUT_SHORT_SIDE, script=TaskScript()) as emulators:
         settings = emulators.provider_settings()
         assert len({s["base_url"] for s in settings.values()}) == 3
-        for name, provider_class in (("runway", RunwayClips), ("kling", KlingClips), ("pika", PikaClips)):
+        for key, provider_class, name in (
+            ("runway", RunwayClips, "runway"),
+            ("kling", KlingClips, "kling"),
+            ("fal", FalClips, "pika"),
+        ):
             provider = provider_class(
-                **settings[name],
+                **settings[key],
                 storage=StorageResource(root=str(tmp_path)),
                 ledger=LedgerResource(url=f"sqlite:///{tmp_path}/ledger.sqlite"),
                 prices=PricesResource(),
@@ -553,4 +557,4 @@ def test_start_emulators_points_every_provider_at_a_local_server(tmp_path):
             )
             assert provider.availability().available
             assert provider.render_clip(make_request(), log).cost.provider == name
-        assert [e.submissions for e in (emulators.runway, emulators.kling, emulators.pika)] == [1, 1, 1]
+        assert [e.submissions for e in (emulators.runway, emulators.kling, emulators.fal)] == [1, 1, 1]
