@@ -7,6 +7,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.settings import ledger_url
 from resources.ledger import JobStatus, LedgerError, LedgerResource
 
 
@@ -32,7 +33,7 @@ def add_jobs_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_jobs(args: argparse.Namespace, console: Console) -> int:
-    ledger = LedgerResource(url=args.ledger)
+    ledger = LedgerResource(url=args.ledger or ledger_url())
     if args.jobs_command == "resolve":
         try:
             job = ledger.find_job(args.job_id)
