@@ -57,8 +57,13 @@ check: setup
 bench: setup
 	$(BIN)/python bench/cpu_tier.py
 
-bench-gpu: setup
-	$(BIN)/python -m bench.gpu_clip
+# On a GPU machine with torch, transformers and accelerate and no network: the wheels that
+# scripts/fetch-gpu-wheels.sh put in $(GPU_WHEELS) beforehand go into a folder of their own, then the benchmark.
+GPU_WHEELS ?= wheels/gpu
+GPU_PYTHON_BIN ?= python3
+bench-gpu:
+	$(GPU_PYTHON_BIN) -m pip install -q --no-index --no-deps --upgrade --target .gpu-bench/site $(GPU_WHEELS)/*.whl
+	PYTHONPATH=$(CURDIR)/.gpu-bench/site:$(CURDIR) $(GPU_PYTHON_BIN) -m bench.gpu_clip $(BENCH_GPU_ARGS)
 
 bench-scale: setup
 	$(BIN)/python bench/scale.py
