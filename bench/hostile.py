@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -251,6 +252,7 @@ def drop_key_inputs(s3, tmp: Path) -> list[tuple[str, str, Callable]]:
     """Catalog drops under hostile S3 keys, one sensor tick each: no other object may change."""
     import dagster as dg
 
+    from assets.catalog.sku_catalog import CatalogConfig, ingest_catalog_file
     from pipelines.sensors import new_sku_drops
     from tests.pipelines.fixtures import BRANDS_YAML, ROWS, catalog_csv, write_packshots
 
@@ -267,18 +269,24 @@ def drop_key_inputs(s3, tmp: Path) -> list[tuple[str, str, Callable]]:
     def run(key: str | None) -> str | None:
         os.environ["SKUVID_DROP_ZONE"] = f"s3://{bucket}/drops/"
         os.environ["SKUVID_BRANDS"] = str(tmp / "drop-brands.yaml")
+        os.environ["SKUVID_PACKSHOT_WAIT_S"] = "0"  # a packshot missing here is refused at once, not awaited
         try:
             if key is not None:
                 client.put_object(Bucket=bucket, Key=key, Body=catalog_csv(ROWS["BULK-2"], "bad*id,X,c,fresh,p.png,hero,,"))
-            context = dg.build_sensor_context(instance=state["instance"], cursor=state["cursor"],
-                                              resources={"storage": storage})
+            context = dg.build_sensor_context(instance=state["instance"], cursor=state["cursor"])
             result = new_sku_drops(context)
             state["cursor"] = getattr(result, "cursor", None) or state["cursor"]
+            for request in getattr(result, "run_requests", []):  # the ingest run the tick requests, its asset's code
+                config = CatalogConfig(**request.run_config["ops"]["sku_catalog"]["config"])
+                try:
+                    ingest_catalog_file(state["instance"], storage, config, logging.getLogger("hostile"))
+                except dg.Failure:
+                    pass  # a refused file fails its run; what matters here is that no other object changed
             if client.get_object(Bucket=bucket, Key="drops/victim.csv")["Body"].read() != victim:
                 return "returned bytes it should not have: drops/victim.csv was overwritten"
-            return f"handled: one tick, {type(result).__name__}; no other object changed"
+            return f"handled: one tick and its ingest run, {type(result).__name__}; no other object changed"
         finally:
-            del os.environ["SKUVID_DROP_ZONE"], os.environ["SKUVID_BRANDS"]
+            del os.environ["SKUVID_DROP_ZONE"], os.environ["SKUVID_BRANDS"], os.environ["SKUVID_PACKSHOT_WAIT_S"]
 
     run(None)  # the first tick ingests drops/victim.csv and pays the one-off imports and set-up
     keys = ["drops/victim.csv#x.csv", "drops/victim.csv?x=1.csv", "drops//p.csv", "drops/100%41.csv",

@@ -13,7 +13,7 @@ from pipelines.executors import default_executor
 from pipelines.jobs import campaign_job, catalog_job, sku_video_job, sku_video_queue_jobs, training_job
 from pipelines.resources import build_resources
 from pipelines.schedules import nightly_catalog_refresh
-from pipelines.sensors import new_sku_drops
+from pipelines.sensors import new_sku_drops, sku_renders
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
@@ -21,7 +21,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=[sku_catalog, keyframe, clip, published_video, cost_estimate, cost_report, campaign_clips,
                 training_module],
         jobs=[catalog_job, sku_video_job, campaign_job, training_job, *sku_video_queue_jobs()],
-        sensors=[new_sku_drops],
+        sensors=[new_sku_drops, sku_renders],
         schedules=[nightly_catalog_refresh],
         resources=resources if resources is not None else build_resources(),
         # In-process by default: a run's steps share one process, so a SKU (or a batch of them in a backfill run)

@@ -1,57 +1,27 @@
-"""Schedule `nightly_catalog_refresh`: reload the catalog and re-render only what changed or failed."""
+"""Schedule `nightly_catalog_refresh`: request one ingest run of SKUVID_CATALOG; it does no ingestion itself.
+
+The run merges what changed in that file into the catalog; a SKU edited since by a newer drop keeps the drop's
+edit (newest wins, by each file's modification time). Renders follow from the `sku_renders` sensor, for which the
+refresh also opens a new retry window: SKUs that failed their attempts are tried again.
+"""
 
 import dagster as dg
 
-from assets.catalog.rows import CatalogFileError
-from assets.catalog.sku_catalog import ingest_catalog, read_catalog, register_skus
-from assets.sku_video.publish import published_versions
 from pipelines import settings
-from pipelines.jobs import sku_video_job
-from resources.storage import StorageResource
-
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED]
-
-
-def skus_in_flight(instance: dg.DagsterInstance) -> set[str]:
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=sku_video_job.name, statuses=IN_FLIGHT))
-    return {run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags}
-
-
-def refresh_requests(instance: dg.DagsterInstance, storage: StorageResource, day: str) -> list[dg.RunRequest]:
-    """Runs for new and changed SKUs, and for SKUs whose current content is not published (last attempt failed)."""
-    report = ingest_catalog(storage, settings.catalog_source(), settings.brand_kits(), settings.max_pixels())
-    register_skus(instance, list(report.accepted["sku_id"]))
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization("sku_catalog", metadata={**report.metadata(), "refresh": day})
-    )
-    catalog = read_catalog(storage)
-    hashes = dict(zip(catalog["sku_id"], catalog["content_hash"]))
-    changed = set(report.to_render)
-    published = published_versions(storage)
-    busy = skus_in_flight(instance)
-    retry = [s for s, h in hashes.items() if s not in changed and s not in busy and (s, h) not in published]
-    requests = [dg.RunRequest(run_key=f"{s}:{hashes[s]}", partition_key=s) for s in report.to_render]
-    # A retry gets the day in its key: the first attempt already used the plain key.
-    requests += [dg.RunRequest(run_key=f"{s}:{hashes[s]}:retry-{day}", partition_key=s) for s in retry]
-    return requests
+from pipelines.jobs import catalog_job
+from pipelines.render_requests import NIGHTLY_TAG, TRIGGER_TAG
 
 
 @dg.schedule(
     name="nightly_catalog_refresh",
     cron_schedule=settings.nightly_cron(),
     execution_timezone="UTC",
-    job=sku_video_job,
-    description="Reload the catalog; render new and changed SKUs and retry failed ones. Unchanged SKUs launch nothing.",
+    job=catalog_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Ingest SKUVID_CATALOG (newer drop-zone edits win) and open a new retry window for failed SKUs.",
 )
-def nightly_catalog_refresh(context: dg.ScheduleEvaluationContext, storage: StorageResource):
+def nightly_catalog_refresh(context: dg.ScheduleEvaluationContext):
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    try:
-        requests = refresh_requests(context.instance, storage, day)
-    except CatalogFileError as error:
-        return dg.SkipReason(f"catalog not refreshed: {error}")
-    if not requests:
-        return dg.SkipReason("catalog unchanged and every SKU published: nothing to render")
-    context.log.info(f"nightly refresh: {len(requests)} SKU runs requested")
-    return requests
-
+    config = {"source": settings.catalog_source(), "brands": settings.brand_kits(), "max_pixels": settings.max_pixels()}
+    return dg.RunRequest(run_key=f"nightly:{day}", run_config={"ops": {"sku_catalog": {"config": config}}},
+                         tags={TRIGGER_TAG: "nightly", NIGHTLY_TAG: day})

@@ -6,11 +6,12 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from assets.catalog.sku_catalog import sku_catalog
 from assets.sku_video.publish import read_manifest
 from pipelines.definitions import defs
 from pipelines.jobs import sku_video_job
 from pipelines.resources import build_resources
-from pipelines.sensors import new_sku_drops
+from pipelines.sensors import new_sku_drops, sku_renders
 from resources.storage import StorageResource
 from tests.pipelines.fixtures import BRANDS_YAML, ROWS, catalog_csv, write_packshots
 
@@ -43,12 +44,13 @@ def test_drop_to_published_on_s3_and_postgres(tmp_path, s3_bucket, s3_env, postg
     instance = postgres_instance(tmp_path, postgres_server, monkeypatch)
     try:
         assert "Postgres" in type(instance.run_storage).__name__
-        result = new_sku_drops(dg.build_sensor_context(instance=instance, resources={"storage": storage}))
-        for request in result.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        job = dg.Definitions(
-            assets=list(defs.assets), jobs=[sku_video_job], resources={**build_resources(), "storage": storage}
-        ).resolve_job_def(sku_video_job.name)
+        [ingest] = new_sku_drops(dg.build_sensor_context(instance=instance)).run_requests
+        resources = {**build_resources(), "storage": storage}
+        assert dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=ingest.run_config,
+                              tags={"dagster/run_key": ingest.run_key}).success
+        result = sku_renders(dg.build_sensor_context(instance=instance, resources={"storage": storage}))
+        job = dg.Definitions(assets=list(defs.assets), jobs=[sku_video_job], resources=resources
+                             ).resolve_job_def(sku_video_job.name)
         for request in result.run_requests:
             run = job.execute_in_process(partition_key=request.partition_key, instance=instance,
                                          tags={"dagster/run_key": request.run_key})
@@ -61,6 +63,6 @@ def test_drop_to_published_on_s3_and_postgres(tmp_path, s3_bucket, s3_env, postg
             assert storage.url(row["video_key"]) == f"s3://{s3_bucket}/skuvid/published/{sku}/{row['content_hash']}.mp4"
             head = client.head_object(Bucket=s3_bucket, Key=f"skuvid/published/{sku}/{row['content_hash']}.mp4")
             assert head["ContentLength"] == row["bytes"] > 10_000
-        assert len(instance.get_runs()) == 2
+        assert len(instance.get_runs()) == 3  # one ingest run, one render run per SKU
     finally:
         instance.dispose()

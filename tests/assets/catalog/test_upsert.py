@@ -22,13 +22,13 @@ def test_interleaved_ingests_keep_both_files_rows(storage, two_catalogs, monkeyp
     real_upsert = catalog.upsert_catalog
     seen = []
 
-    def upsert_with_a_rival(accepted, current):
+    def upsert_with_a_rival(accepted, current, **kwargs):
         seen.append(current)
         if len(seen) == 1:  # Tuesday's file lands after Monday read the catalog and before Monday writes it
             monkeypatch.setattr(catalog, "upsert_catalog", real_upsert)
             ingest(storage, tuesday)
             monkeypatch.setattr(catalog, "upsert_catalog", upsert_with_a_rival)
-        return real_upsert(accepted, current)
+        return real_upsert(accepted, current, **kwargs)
 
     monkeypatch.setattr(catalog, "upsert_catalog", upsert_with_a_rival)
     report = ingest(storage, monday)
@@ -45,3 +45,20 @@ def test_reingesting_the_same_file_reports_unchanged(storage, two_catalogs):
     assert ingest(storage, monday).new == ["HERO-1"]
     again = ingest(storage, monday)
     assert again.new == [] and again.unchanged == ["HERO-1"]
+
+
+def test_an_older_file_never_reverts_a_newer_edit_from_another_file(storage, tmp_path):
+    catalog_file = write_catalog(tmp_path / "nightly", ROWS["HERO-1"], ROWS["BULK-2"])
+    drop = write_catalog(tmp_path / "drop", ROWS["HERO-1"].replace("Fizz bottle", "Fizz bottle XL"))
+    old, new = "2026-11-20T02:00:00.000000+00:00", "2026-11-20T09:30:00.000000+00:00"
+    brands = str(catalog_file.parent / "brands.yaml")
+    ingest_catalog(storage, str(catalog_file), brands, 50_000_000, modified_at=old)
+    first = read_catalog(storage).set_index("sku_id")
+    edit = ingest_catalog(storage, str(drop), brands, 50_000_000, modified_at=new)
+    assert edit.changed == ["HERO-1"]
+    reload = ingest_catalog(storage, str(catalog_file), brands, 50_000_000, modified_at=old)
+    assert reload.kept_newer == ["HERO-1"] and reload.changed == [] and reload.unchanged == ["BULK-2"]
+    rows = read_catalog(storage).set_index("sku_id")
+    assert rows.loc["HERO-1", "title"] == "Fizz bottle XL" and rows.loc["HERO-1", "updated_at"] == new
+    assert rows.loc["BULK-2", "content_since"] == first.loc["BULK-2", "content_since"], "unchanged content keeps its time"
+    assert rows.loc["HERO-1", "content_since"] > first.loc["HERO-1", "content_since"]
