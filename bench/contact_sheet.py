@@ -51,8 +51,8 @@ def render_row(modules, row: dict[str, str], kit, aspect: str) -> list[tuple[int
     logo = Image.open(SAMPLES / kit.logo) if kit.logo else None
     layers = compose.compose_keyframe(packshot, kit, keyframe_size, logo=logo)
     spec_fields = {"seed": 0}
-    if hasattr(motion, "motion_style_for"):  # as the CPU tier picks it: from the prompt
-        spec_fields["style"] = motion.motion_style_for("", row["prompt"])
+    if hasattr(motion, "motion_style_for"):  # as the CPU tier picks it: from the prompt, else the category
+        spec_fields["style"] = motion.motion_style_for(row["category"], row["prompt"])
     spec = motion.MotionSpec(**spec_fields)
     renderer = motion.LoopRenderer(layers, clip_size, spec)
     frames = []

@@ -11,7 +11,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
@@ -19,11 +19,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from resources import storage_keys
 from videokit.media.brand import ASPECTS
 from videokit.media.images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, digest_image
 
 REQUIRED_COLUMNS = ("sku_id", "title", "category", "brand", "image", "tier")
-OPTIONAL_COLUMNS = {"prompt": "", "aspect": "16:9"}
+OPTIONAL_COLUMNS = {"prompt": "", "aspect": "16:9", "aspects": ""}
+# `aspects` lists every aspect a SKU is rendered in ("16:9 9:16 1:1"; commas, semicolons or spaces); empty means
+# the single `aspect`. Separators other than whitespace are accepted because a CSV cell holds them as easily.
+ASPECT_SEPARATORS = re.compile(r"[\s,;|]+")
 SKU_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TIERS = ("hero", "bulk")
 IMAGE_FORMATS = ALLOWED_FORMATS
@@ -62,18 +66,10 @@ class CheckedImage:
     data: bytes
 
 
-@dataclass(frozen=True)
-class ImageUnavailable:
-    """A packshot that could not be read (yet): its row waits for it when the ingest allows waiting."""
-
-    reason: str
-
-
 @dataclass
 class ValidatedCatalog:
     accepted: pd.DataFrame
     rejects: list[Reject]
-    waiting: dict[int, ImageUnavailable] = field(default_factory=dict)  # row number -> why its image is not here
 
     def rejects_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.rejects], columns=list(Reject.__dataclass_fields__))
@@ -244,6 +240,9 @@ def content_hash(row: Mapping[str, str], image_sha256: str, brand_fingerprint: s
     re-encoded copy of the same picture keeps the hash.
     """
     fields = {k: row[k] for k in ("title", "category", "brand", "tier", "prompt", "aspect")}
+    listed = normalized_aspects(row.get("aspects", ""), row["aspect"])
+    if listed:  # only SKUs rendered in several aspects hash them, so single-aspect hashes never moved
+        fields["aspects"] = listed
     # The id's spelling is not content: HERO-1 and hero-1 are one SKU (see validate_catalog).
     fields["sku_id"] = row["sku_id"].lower()
     payload = json.dumps(
@@ -251,6 +250,32 @@ def content_hash(row: Mapping[str, str], image_sha256: str, brand_fingerprint: s
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def split_aspects(value: str) -> list[str]:
+    return [part for part in ASPECT_SEPARATORS.split(value.strip()) if part]
+
+
+def aspects_problem(value: str, aspect: str) -> str | None:
+    """Why an `aspects` cell cannot be used, or None."""
+    listed = split_aspects(value)
+    unknown = [a for a in listed if a not in ASPECTS]
+    if unknown:
+        return f"{shown(unknown[0])} is not one of {', '.join(ASPECTS)}"
+    repeated = sorted({a for a in listed if listed.count(a) > 1})
+    if repeated:
+        return f"{repeated[0]} is listed more than once"
+    if listed and aspect not in listed:
+        return f"does not list the SKU's aspect {shown(aspect)}"
+    return None
+
+
+def normalized_aspects(value: str, aspect: str) -> str:
+    """The `aspects` cell as stored: the SKU's `aspect` first, then the others in the order given, space-separated;
+    empty when it names only `aspect` (a single-aspect SKU is stored, hashed and keyed as before)."""
+    listed = split_aspects(value)
+    ordered = [aspect, *(a for a in listed if a != aspect)]
+    return " ".join(ordered) if len(ordered) > 1 else ""
 
 
 def field_problems(row: Mapping[str, str], brands: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -277,6 +302,9 @@ def field_problems(row: Mapping[str, str], brands: Mapping[str, str]) -> list[tu
         problems.append(("tier", f"{shown(row['tier'])} is not one of {', '.join(TIERS)}"))
     if row["aspect"] not in ASPECTS:
         problems.append(("aspect", f"{shown(row['aspect'])} is not one of {', '.join(ASPECTS)}"))
+    problem = aspects_problem(row["aspects"], row["aspect"])
+    if problem:
+        problems.append(("aspects", problem))
     if not row["image"]:
         problems.append(("image", "missing"))
     return problems
@@ -288,23 +316,18 @@ def validate_catalog(
     source: str,
     brand_fingerprints: Mapping[str, str],
     check_images: Callable[[list[str]], Mapping[str, Any]],
-    row_numbers: list[int] | None = None,
-    wait_for_images: bool = False,
 ) -> ValidatedCatalog:
     """Validate every row; accepted rows get their image's sha256, format, storage key and content hash.
 
-    `check_images` maps image URIs to an object with sha256/format/key, to the reason the image is bad, or to
-    ImageUnavailable: with `wait_for_images` such a row is set aside as waiting, otherwise it is rejected.
-    `row_numbers` are the rows' numbers in their file when `table` is a part of it (rows retried later).
+    `check_images` maps image URIs to an object with sha256/format/key, or to the reason the image is bad.
     """
     rows = table.to_dict("records")
     for row in rows:
         row["aspect"] = row["aspect"] or OPTIONAL_COLUMNS["aspect"]
     rejects: list[Reject] = []
-    waiting: dict[int, ImageUnavailable] = {}
     first_seen: dict[str, tuple[int, str]] = {}
     candidates: list[tuple[int, dict]] = []
-    for number, row in zip(row_numbers or range(1, len(rows) + 1), rows, strict=True):
+    for number, row in enumerate(rows, start=1):
         problems = field_problems(row, brand_fingerprints)
         sku_id = row["sku_id"]
         folded = sku_id.lower()  # ids are ASCII (SKU_ID), so lower() is their case-insensitive form
@@ -323,14 +346,10 @@ def validate_catalog(
     accepted = []
     for number, row in candidates:
         image = images[row["image"]]
-        if isinstance(image, ImageUnavailable):
-            if wait_for_images:
-                waiting[number] = image
-                continue
-            image = image.reason
         if isinstance(image, str):
             rejects.append(Reject(source, number, row["sku_id"], "image", clip(image, MAX_REASON_CHARS)))
             continue
+        row["aspects"] = normalized_aspects(row["aspects"], row["aspect"])
         accepted.append(
             {
                 **{k: row[k] for k in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)},
@@ -345,10 +364,10 @@ def validate_catalog(
     rejects.sort(key=lambda r: (r.row, r.field))
     frame = pd.DataFrame(accepted, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "image_sha256", "image_format",
                                             "image_key", "content_hash", "source", "row"])
-    return ValidatedCatalog(frame, rejects, waiting)
+    return ValidatedCatalog(frame, rejects)
 
 
 def source_key(sha256: str, image_format: str) -> str:
     """Content-addressed storage key of a packshot copy."""
     extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[image_format]
-    return f"sources/{sha256[:2]}/{sha256}.{extension}"
+    return storage_keys.source_image(sha256, extension)

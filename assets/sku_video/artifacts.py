@@ -1,83 +1,240 @@
-"""Artifact records: what a stage produced for one SKU and content hash, stored beside the artifacts.
+"""Artifact records: what a stage produced for one rendition of a SKU's content, stored beside the artifacts.
 
-Artifacts live under `skus/{sku}/{hash}/{stage}/{provider}-s{seed}/`; the stage pointer
-`skus/{sku}/{hash}/{stage}.json` is written last, so a record that exists is always complete.
+A rendition is a SKU's content in one aspect. Keys come from resources.storage_keys; the stage pointer
+(`.../{stage}.json`) is written last, so a record that exists is always complete.
+
+Records are typed (`KeyframeRecord`, `ClipRecord`) with a versioned JSON form. Records written before versions
+existed (version 0) have the same fields and read as they are; a record that does not validate (written by a
+newer release, damaged, or missing a field) reads as absent, so the stage renders again instead of failing;
+paid jobs are looked up in the ledger, so such a re-render never pays twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from assets.catalog.sku_catalog import Sku
+from resources import storage_keys
 from resources.pricing import CostRecord
 from resources.storage import StorageResource
-from videokit.sku_video.qa import CheckOutcome
+from videokit.media.brand import CLIP_SIZES, KEYFRAME_SIZES
+from videokit.sku_video.qa import CheckOutcome, ClipScores, KeyframeScores
+
+RECORD_VERSION = 1
 
 
-def render_prefix(sku: Sku, stage: str, provider: str, seed: int) -> str:
-    return f"{sku.prefix}/{stage}/{provider}-s{seed}"
+@dataclass(frozen=True)
+class Rendition:
+    """One aspect of a SKU's content: its own keyframe, clip, checks and published video."""
+
+    sku: Sku
+    aspect: str
+
+    @property
+    def suffixed(self) -> bool:
+        """Only SKUs rendered in several aspects carry the aspect in their keys (single-aspect keys never moved)."""
+        return len(self.sku.aspects) > 1
+
+    @property
+    def key_aspect(self) -> str | None:
+        return self.aspect if self.suffixed else None
+
+    @property
+    def prefix(self) -> str:
+        return storage_keys.rendition(self.sku.sku_id, self.sku.content_hash, self.key_aspect)
+
+    @property
+    def label(self) -> str:
+        return f"{self.sku.sku_id} {self.aspect}" if self.suffixed else self.sku.sku_id
+
+    @property
+    def keyframe_size(self) -> tuple[int, int]:
+        return KEYFRAME_SIZES[self.aspect]
+
+    @property
+    def clip_size(self) -> tuple[int, int]:
+        return CLIP_SIZES[self.aspect]
 
 
-def pointer_key(sku: Sku, stage: str) -> str:
-    return f"{sku.prefix}/{stage}.json"
+def renditions(sku: Sku) -> list[Rendition]:
+    return [Rendition(sku, aspect) for aspect in sku.aspects]
 
 
-def read_record(storage: StorageResource, sku: Sku, stage: str) -> dict | None:
-    key = pointer_key(sku, stage)
-    return storage.read_json(key) if storage.exists(key) else None
+class RenderCost(BaseModel):
+    """A render's CostRecord as stored, plus whether an emulator drew it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    model: str
+    cpu_s: float
+    gpu_s: float
+    api_usd: float
+    cost_usd: float
+    wall_s: float
+    provider_job_id: str = ""
+    attempt: int = 1
+    # API providers add their list price and whether this run booked the charge.
+    list_usd: float = 0.0
+    list_credits: float = 0.0
+    charged_in_this_run: bool = False
+    emulated: bool = False
+    runner: dict | None = None  # GPU renders: how the model ran
+
+    @classmethod
+    def of(cls, cost: CostRecord, *, emulated: bool = False) -> RenderCost:
+        return cls(**cost.to_dict(), emulated=emulated)
 
 
-def save_attempt(
-    storage: StorageResource,
-    sku: Sku,
-    stage: str,
-    prefix: str,
-    files: Mapping[str, bytes],
-    cost: CostRecord,
-    scores: Mapping[str, Any],
-    settings: Mapping[str, Any],
-) -> dict:
+class KeyframeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    size: tuple[int, int]
+
+
+class ClipSettings(BaseModel):
+    """What makes a take: a record whose settings differ is not this take and is rendered again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    duration_s: float
+    fps: int
+    seed: int
+    size: tuple[int, int]
+    motion_style: str | None = None  # the CPU loop's style; providers without styles leave it unset
+
+
+class AttemptSummary(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    seed: int
+    outcome: str
+    cost_usd: float
+    original_cost_usd: float
+    reused: bool
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = Field(default=RECORD_VERSION, ge=0, le=RECORD_VERSION)
+    sku_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    content_hash: str = Field(min_length=1, max_length=64)
+    aspect: str | None = None  # set for SKUs rendered in several aspects
+    prefix: str
+    files: dict[str, str]
+    cost: RenderCost
+    created_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unversioned_is_version_0(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "version" not in data:
+            return {**data, "version": 0}
+        return data
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def file(self, name: str) -> str:
+        return self.files[name]
+
+
+class KeyframeRecord(_Record):
+    stage: Literal["keyframe"] = "keyframe"
+    scores: KeyframeScores
+    settings: KeyframeSettings
+
+
+class ClipRecord(_Record):
+    stage: Literal["clip"] = "clip"
+    scores: ClipScores
+    settings: ClipSettings
+    route: str | None = None  # set on the stage pointer: the routing rule and every attempt that led here
+    attempts: tuple[AttemptSummary, ...] = ()
+
+
+StageRecord = TypeVar("StageRecord", KeyframeRecord, ClipRecord)
+
+
+def parse_record(model: type[StageRecord], data: Any) -> StageRecord | None:
+    """The record, or None when it does not validate (it then counts as absent)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def read_json_record(storage: StorageResource, key: str, model: type[StageRecord]) -> StageRecord | None:
+    if not storage.exists(key):
+        return None
+    try:
+        data = storage.read_json(key)
+    except ValueError:  # not JSON at all: a damaged write from some other tool
+        return None
+    return parse_record(model, data)
+
+
+def read_record(storage: StorageResource, rendition: Rendition, model: type[StageRecord]) -> StageRecord | None:
+    stage = model.model_fields["stage"].default
+    return read_json_record(storage, storage_keys.stage_pointer(rendition.prefix, stage), model)
+
+
+def render_prefix(rendition: Rendition, stage: str, provider: str, seed: int) -> str:
+    return storage_keys.render_attempt(rendition.prefix, stage, provider, seed)
+
+
+def save_attempt(storage: StorageResource, rendition: Rendition, model: type[StageRecord], prefix: str,
+                 files: Mapping[str, bytes], cost: RenderCost, scores: Any, settings: Any) -> StageRecord:
     """Write the files, then the record beside them (the commit point of this render)."""
     for name, data in files.items():
         storage.write_bytes(f"{prefix}/{name}", data)
-    record = {
-        "sku_id": sku.sku_id,
-        "content_hash": sku.content_hash,
-        "stage": stage,
-        "prefix": prefix,
-        "files": {name: f"{prefix}/{name}" for name in files},
-        "cost": cost.to_dict(),
-        "scores": dict(scores),
-        "settings": dict(settings),
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-    storage.write_json(f"{prefix}/record.json", record)
+    record = model(
+        sku_id=rendition.sku.sku_id,
+        content_hash=rendition.sku.content_hash,
+        aspect=rendition.key_aspect,
+        prefix=prefix,
+        files={name: f"{prefix}/{name}" for name in files},
+        cost=cost,
+        scores=scores,
+        settings=settings,
+        created_at=datetime.now(UTC),
+    )
+    storage.write_json(storage_keys.attempt_record(prefix), record.to_json())
     return record
 
 
-def save_render(storage: StorageResource, sku: Sku, stage: str, prefix: str, files: Mapping[str, bytes],
-                cost: CostRecord, scores: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
-    """A render that is the stage's result at once: its record, then the stage pointer."""
-    record = save_attempt(storage, sku, stage, prefix, files, cost, scores, settings)
-    storage.write_json(pointer_key(sku, stage), record)
-    return record
+def commit_stage(storage: StorageResource, rendition: Rendition, record: KeyframeRecord | ClipRecord) -> None:
+    """Make `record` the rendition's result for its stage."""
+    storage.write_json(storage_keys.stage_pointer(rendition.prefix, record.stage), record.to_json())
 
 
-def record_render_charge(ledger, sku: Sku, stage: str, name: str, provider, seed: int, cost: Mapping[str, Any]) -> None:
+def record_render_charge(ledger, rendition: Rendition, stage: str, name: str, provider, seed: int,
+                         cost: RenderCost) -> None:
     """Every CPU and GPU render goes into the ledger's charges (API providers record their own jobs)."""
     if provider.pool == "api":
         return
-    key = hashlib.sha256(f"{sku.sku_id}:{sku.content_hash}:{stage}:{name}:{seed}".encode()).hexdigest()
-    ledger.record_render_charge(key, name, float(cost["cost_usd"]), sku.sku_id)
+    sku = rendition.sku
+    identity = f"{sku.sku_id}:{sku.content_hash}:{stage}:{name}:{seed}"
+    if rendition.suffixed:
+        identity += f":{rendition.aspect}"
+    key = hashlib.sha256(identity.encode()).hexdigest()
+    ledger.record_render_charge(key, name, float(cost.cost_usd), sku.sku_id)
 
 
-def load_files(storage: StorageResource, record: Mapping[str, Any], names: list[str] | None = None) -> dict[str, bytes]:
-    wanted = record["files"] if names is None else {n: record["files"][n] for n in names if n in record["files"]}
+def load_files(storage: StorageResource, record: KeyframeRecord | ClipRecord,
+               names: list[str] | None = None) -> dict[str, bytes]:
+    wanted = record.files if names is None else {n: record.files[n] for n in names if n in record.files}
     return {name: storage.read_bytes(key) for name, key in wanted.items()}
 
 
@@ -92,16 +249,51 @@ def metadata_value(value: Any) -> Any:
     return "n/a" if value is None else str(value)
 
 
-def cost_metadata(cost: Mapping[str, Any], *, reused: bool) -> dict[str, Any]:
-    """Cost of this materialization: zero when the artifact was reused, with what it originally cost."""
-    spent = {k: (0.0 if reused else float(cost[k])) for k in ("cpu_s", "gpu_s", "api_usd", "cost_usd", "wall_s")}
+SPENT_FIELDS = ("cpu_s", "gpu_s", "api_usd", "cost_usd", "wall_s")
+
+
+def cost_metadata(costs: Iterable[RenderCost], *, reused: bool) -> dict[str, Any]:
+    """Cost of this materialization (all its renditions): zero when reused, with what it originally cost."""
+    costs = list(costs)
+    spent = {k: (0.0 if reused else sum(float(getattr(c, k)) for c in costs)) for k in SPENT_FIELDS}
     return {
-        "provider": cost["provider"],
-        "model": cost["model"],
+        "provider": ", ".join(dict.fromkeys(c.provider for c in costs)),
+        "model": ", ".join(dict.fromkeys(c.model for c in costs)),
         **{k: dg.MetadataValue.float(v) for k, v in spent.items()},
-        "original_cost_usd": dg.MetadataValue.float(float(cost["cost_usd"])),
+        "original_cost_usd": dg.MetadataValue.float(sum(float(c.cost_usd) for c in costs)),
         "reused": reused,
+        **runner_metadata(costs),
     }
+
+
+def runner_metadata(costs: list[RenderCost]) -> dict[str, Any]:
+    """How GPU models ran (steps, guidance, LoRA, cache, attention, FP8, compile), when any did."""
+    runners = [c.runner for c in costs if c.runner]
+    if not runners:
+        return {}
+    return {"runner": dg.MetadataValue.json(runners[0] if len(runners) == 1 else runners)}
+
+
+def merge_outcomes(per_rendition: list[tuple[Rendition, list[CheckOutcome]]]) -> list[CheckOutcome]:
+    """One result per check for the SKU: it passes when every aspect passes; summaries and scores name the aspect.
+
+    A single-aspect SKU's outcomes are returned as they are.
+    """
+    if len(per_rendition) == 1:
+        return per_rendition[0][1]
+    merged: dict[str, list[tuple[str, CheckOutcome]]] = {}
+    for rendition, outcomes in per_rendition:
+        for outcome in outcomes:
+            merged.setdefault(outcome.name, []).append((rendition.aspect, outcome))
+    return [
+        CheckOutcome(
+            name,
+            all(o.passed for _, o in entries),
+            "; ".join(f"{aspect}: {o.summary}" for aspect, o in entries),
+            {f"{storage_keys.aspect_slug(aspect)}.{k}": v for aspect, o in entries for k, v in o.scores.items()},
+        )
+        for name, entries in merged.items()
+    ]
 
 
 def check_results(asset_key: str, outcomes: list[CheckOutcome]) -> list[dg.AssetCheckResult]:

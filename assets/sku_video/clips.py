@@ -7,25 +7,33 @@ from pydantic import Field
 
 from assets.catalog.sku_catalog import Sku, sku_lookup
 from assets.sku_video.artifacts import (
+    AttemptSummary,
+    ClipRecord,
+    ClipSettings,
+    KeyframeRecord,
+    RenderCost,
+    Rendition,
+    commit_stage,
     cost_metadata,
     load_files,
-    pointer_key,
+    merge_outcomes,
     qa_summary,
+    read_json_record,
     read_record,
     record_render_charge,
     render_prefix,
+    renditions,
     save_attempt,
 )
 from assets.sku_video.escalation import escalate
 from assets.sku_video.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
+from resources import storage_keys
 from resources.pool_slots import PoolSettings, pool_slot
 from resources.pricing import render_cost
-from resources.providers.api.fal_catalog import fal_model_names
 from resources.providers.base import ClipRequest
 from resources.providers.emulation import emulated_scopes, is_emulated
 from resources.routing import PolicyError, load_policy
 from resources.storage import StorageResource
-from videokit.media.brand import CLIP_SIZES
 from videokit.media.encode import ClipFile
 from videokit.sku_video.compose import KeyframeLayers, render_background
 from videokit.sku_video.qa import ClipScores, judge_clip, measure_clip
@@ -56,7 +64,7 @@ def clip_scores(sku: Sku, layers: KeyframeLayers, clip: ClipFile) -> ClipScores:
     )
 
 
-CLIP_PROVIDERS = ("motion", "wan", "wan_ti2v", "cogvideox", "runway", "kling", *fal_model_names())
+CLIP_PROVIDERS = ("motion", "wan", "wan_ti2v", "cogvideox", "runway", "kling", "pika")
 
 
 @sku_asset(
@@ -86,51 +94,74 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
 
     lookup = sku_lookup(storage)
 
-    def clip_for(sku_id: str) -> SkuOutcome:
-        sku = lookup(sku_id)
-        keyframe_record = read_record(storage, sku, "keyframe")
+    def clip_of(rendition: Rendition, spent_before: float):
+        """Escalate one aspect of the SKU to a clip; returns its pointer record (or None), checks and escalation."""
+        sku = rendition.sku
+        keyframe_record = read_record(storage, rendition, KeyframeRecord)
         if keyframe_record is None:
-            raise dg.Failure(description=f"{sku.sku_id}: no keyframe for content {sku.content_hash}; materialize `keyframe` first")
-        size = CLIP_SIZES[sku.aspect]
+            raise dg.Failure(description=f"{rendition.label}: no keyframe for content {sku.content_hash}; "
+                             "materialize `keyframe` first")
+        width, height = rendition.clip_size
         thresholds = quality_bar.thresholds(sku.tier)
 
-        def judge(record: dict) -> list:
-            return judge_clip(ClipScores(**record["scores"]), width=size[0], height=size[1], fps=config.fps,
-                              thresholds=thresholds)
+        def judge(record: ClipRecord) -> list:
+            return judge_clip(record.scores, width=width, height=height, fps=config.fps, thresholds=thresholds)
 
         route = policy.route(sku.fields)
         layers = KeyframeLayers.from_files(load_files(storage, keyframe_record))
 
-        def render(name: str, provider, seed: int, attempt: int) -> tuple[dict, bool]:
-            with pool_slot(ledger, provider.pool, context.run.run_id, f"clip[{sku.sku_id}]", context.log.info):
-                record, reused = render_attempt(storage, sku, keyframe_record, layers, name, provider, config, seed,
-                                                attempt, context.log.info)
+        def render(name: str, provider, seed: int, attempt: int) -> tuple[ClipRecord, bool]:
+            with pool_slot(ledger, provider.pool, context.run.run_id, f"clip[{rendition.label}]", context.log.info):
+                record, reused = render_attempt(storage, rendition, keyframe_record, layers, name, provider, config,
+                                                seed, attempt, context.log.info)
             if not reused:
-                record_render_charge(ledger, sku, "clip", name, provider, seed, record["cost"])
+                record_render_charge(ledger, rendition, "clip", name, provider, seed, record.cost)
             return record, reused
 
         result = escalate(route.clip, providers, retakes=policy.retakes, base_seed=config.seed, render=render,
-                          judge=judge, log=lambda message: context.log.info(f"{sku.sku_id}: {message}"),
-                          log_unavailable=log_unavailable, max_usd=policy.max_usd_per_sku, price_usd=attempt_price)
+                          judge=judge, log=lambda message: context.log.info(f"{rendition.label}: {message}"),
+                          log_unavailable=log_unavailable, max_usd=policy.max_usd_per_sku, price_usd=attempt_price,
+                          spent_before=spent_before)
         if result.record is None:
-            raise dg.Failure(description=f"{sku.sku_id}: no clip rendered. {result.reason(route.rule)}")
-        record = {**result.record, "route": route.rule, "attempts": [asdict(a) for a in result.attempts]}
-        storage.write_json(pointer_key(sku, "clip"), record)
-        outcomes = judge(record)
+            return None, [], result, route
+        record = result.record.model_copy(update={
+            "route": route.rule,
+            "attempts": tuple(AttemptSummary(**asdict(a)) for a in result.attempts),
+        })
+        commit_stage(storage, rendition, record)
+        return record, judge(record), result, route
+
+    def clip_for(sku_id: str) -> SkuOutcome:
+        sku = lookup(sku_id)
+        made = []
+        spent = 0.0
+        for rendition in renditions(sku):
+            record, outcomes, result, route = clip_of(rendition, spent)
+            if record is None:
+                raise dg.Failure(description=f"{rendition.label}: no clip rendered. {result.reason(route.rule)}")
+            spent += sum(a.original_cost_usd for a in result.attempts)
+            made.append((rendition, record, outcomes, result))
+        outcomes = merge_outcomes([(rendition, checks) for rendition, _, checks, _ in made])
+        attempts = [a for *_, result in made for a in result.attempts]
+        first = made[0][1]
         return SkuOutcome(
             metadata={
-                **cost_metadata(record["cost"], reused=all(a.reused for a in result.attempts)),
-                "status": "ok" if result.passed else "failed QA",
+                **cost_metadata([record.cost for _, record, _, _ in made], reused=all(a.reused for a in attempts)),
+                "status": "ok" if all(result.passed for *_, result in made) else "failed QA",
                 "content_hash": sku.content_hash,
                 "tier": sku.tier,
+                "aspects": ", ".join(sku.aspects),
                 "route": route.rule,
-                "why": result.reason(route.rule),
-                "attempts": len(result.attempts),
-                "total_cost_usd": dg.MetadataValue.float(result.spent_usd),
+                "why": " | ".join(
+                    (f"{rendition.aspect}: " if rendition.suffixed else "") + result.reason(route.rule)
+                    for rendition, _, _, result in made
+                ),
+                "attempts": len(attempts),
+                "total_cost_usd": dg.MetadataValue.float(sum(result.spent_usd for *_, result in made)),
                 "qa": qa_summary(outcomes),
-                "duration_s": dg.MetadataValue.float(float(record["scores"]["duration_s"])),
-                "clip": dg.MetadataValue.path(storage.url(record["files"]["clip.mp4"])),
-                "emulated": bool(record["cost"].get("emulated", False)),
+                "duration_s": dg.MetadataValue.float(float(first.scores.duration_s)),
+                "clip": dg.MetadataValue.path(storage.url(first.file("clip.mp4"))),
+                "emulated": any(record.cost.emulated for _, record, _, _ in made),
             },
             checks=outcomes,
         )
@@ -147,44 +178,45 @@ def clip(context: dg.AssetExecutionContext, config: ClipConfig):
                            network_workers=PoolSettings.from_env().limits.get("api", 1))
 
 
-def render_attempt(storage: StorageResource, sku: Sku, keyframe_record: dict, layers: KeyframeLayers, name: str,
-                   provider, config: ClipConfig, seed: int, attempt: int, log) -> tuple[dict, bool]:
+def render_attempt(storage: StorageResource, rendition: Rendition, keyframe_record: KeyframeRecord,
+                   layers: KeyframeLayers, name: str, provider, config: ClipConfig, seed: int, attempt: int,
+                   log) -> tuple[ClipRecord, bool]:
     """One take by one provider (by its routing name): reused when this name, seed and settings are on record."""
-    prefix = render_prefix(sku, "clip", name, seed)
-    settings = {"provider": name, "duration_s": config.duration_s, "fps": config.fps, "seed": seed,
-                "size": list(CLIP_SIZES[sku.aspect])}
-    if storage.exists(f"{prefix}/record.json"):
-        record = storage.read_json(f"{prefix}/record.json")
-        if record["settings"] == settings:
-            log(f"{sku.sku_id}: {name} seed {seed} already rendered for {sku.content_hash}, reused")
-            return record, True
+    sku = rendition.sku
+    prefix = render_prefix(rendition, "clip", name, seed)
     request = ClipRequest(
         sku_id=sku.sku_id,
         content_hash=sku.content_hash,
         tier=sku.tier,
-        aspect=sku.aspect,
+        aspect=rendition.aspect,
         prompt=sku.prompt,
+        category=sku.category,
         keyframe=layers,
-        size=CLIP_SIZES[sku.aspect],
+        size=rendition.clip_size,
         duration_s=config.duration_s,
         fps=config.fps,
         seed=seed,
-        keyframe_key=keyframe_record["files"]["keyframe.png"],
+        keyframe_key=keyframe_record.file("keyframe.png"),
         attempt=attempt,
         budget_scopes=emulated_scopes(provider),
     )
+    # A provider with its own style choices (the CPU loop) names them, so a changed choice is a new take.
+    extra = provider.take_settings(request) if hasattr(provider, "take_settings") else {}
+    settings = ClipSettings(provider=name, duration_s=config.duration_s, fps=config.fps, seed=seed,
+                            size=rendition.clip_size, **extra)
+    earlier = read_json_record(storage, storage_keys.attempt_record(prefix), ClipRecord)
+    if earlier is not None and earlier.settings == settings:
+        log(f"{rendition.label}: {name} seed {seed} already rendered for {sku.content_hash}, reused")
+        return earlier, True
     result = provider.render_clip(request, log)
     record = save_attempt(
         storage,
-        sku,
-        "clip",
+        rendition,
+        ClipRecord,
         prefix,
         {"clip.mp4": result.clip.mp4, "poster.jpg": result.clip.poster},
-        result.cost,
-        asdict(clip_scores(sku, layers, result.clip)),
+        RenderCost.of(result.cost, emulated=is_emulated(provider)),
+        clip_scores(sku, layers, result.clip),
         settings,
     )
-    if is_emulated(provider):
-        record["cost"]["emulated"] = True
-        storage.write_json(f"{prefix}/record.json", record)
     return record, False

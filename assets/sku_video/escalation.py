@@ -11,6 +11,7 @@ spend past it is not made.
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from resources.infrastructure import is_infrastructure_error
 from resources.ledger import BudgetExceeded
@@ -29,7 +30,7 @@ class Attempt:
 
 @dataclass
 class Escalation:
-    record: dict | None  # the passing attempt's record, else the last one rendered
+    record: Any  # the passing attempt's record, else the last one rendered (None when nothing was)
     passed: bool
     attempts: list[Attempt] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -44,7 +45,7 @@ class Escalation:
         return f"rule {rule!r}. " + ". ".join(part for part in (skipped, tried) if part)
 
 
-RenderAttempt = Callable[[str, object, int, int], tuple[dict, bool]]
+RenderAttempt = Callable[[str, object, int, int], tuple[Any, bool]]
 # Failures that vary from one generation to the next (what the model drew, how it moved, where the loop
 # lands, what it painted around the product). Anything else fails again whatever the seed.
 FIXED_BY_NEW_SEED = frozenset({"clip_content", "clip_loop_seam", "clip_brand_background"})
@@ -61,22 +62,25 @@ def escalate(
     retakes: int,
     base_seed: int,
     render: RenderAttempt,
-    judge: Callable[[dict], list[CheckOutcome]],
+    judge: Callable[[Any], list[CheckOutcome]],
     log: Callable[[str], None],
     log_unavailable: Callable[[str], None] | None = None,
     max_usd: float | None = None,
     price_usd: Callable[[str], float] | None = None,
+    spent_before: float = 0.0,
 ) -> Escalation:
     """`render(name, provider, seed, attempt_number)` returns (record, reused); `judge(record)` the blocking checks.
 
     `log_unavailable` says why a provider is skipped (default `log`): a batched run says it once, not per SKU.
     `max_usd` caps the SKU's spend on this content: what its attempts cost (those reused from earlier runs at
-    what they cost then) plus `price_usd(name)` of the next attempt must stay within it.
+    what they cost then) plus `price_usd(name)` of the next attempt must stay within it; `spent_before` is what
+    the SKU's other aspects of this content cost, so the cap covers the SKU, however many aspects it has.
+    Records only need `record.cost.cost_usd`.
     """
     log_unavailable = log_unavailable or log
     result = Escalation(record=None, passed=False)
     number = 0
-    spent = 0.0
+    spent = spent_before
     for name in chain:
         provider = providers[name]
         availability = provider.availability()
@@ -106,7 +110,7 @@ def escalate(
                 log(f"{name} seed {seed}: {type(error).__name__}: {error}")
                 result.attempts.append(Attempt(name, seed, f"error: {error}", 0.0, 0.0, False))
                 break
-            cost = float(record["cost"]["cost_usd"])
+            cost = float(record.cost.cost_usd)
             spent += cost
             failed = [o for o in judge(record) if not o.passed]
             outcome = "passed" if not failed else "failed QA: " + "; ".join(o.summary for o in failed)

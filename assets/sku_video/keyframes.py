@@ -2,27 +2,32 @@
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict
 
 import dagster as dg
 import numpy as np
 
 from assets.catalog.sku_catalog import Sku, sku_catalog, sku_lookup
+from assets.queues import on_queue
 from assets.sku_video.artifacts import (
+    KeyframeRecord,
+    KeyframeSettings,
+    RenderCost,
+    Rendition,
+    commit_stage,
     cost_metadata,
+    merge_outcomes,
     qa_summary,
     read_record,
     record_render_charge,
     render_prefix,
-    save_render,
+    renditions,
+    save_attempt,
 )
-from assets.queues import on_queue
 from assets.sku_video.per_sku import SkuOutcome, log_once, run_per_sku, sku_asset
 from resources.pool_slots import pool_slot
 from resources.providers.base import KeyframeRequest
 from resources.routing import PolicyError, load_policy
 from resources.storage import StorageResource
-from videokit.media.brand import KEYFRAME_SIZES
 from videokit.sku_video.compose import KeyframeLayers, render_background
 from videokit.sku_video.qa import KeyframeScores, judge_keyframe, measure_keyframe
 
@@ -45,10 +50,10 @@ def product_reference(layers: KeyframeLayers) -> np.ndarray:
     return reference
 
 
-def keyframe_scores(sku: Sku, layers: KeyframeLayers) -> KeyframeScores:
+def keyframe_scores(sku: Sku, layers: KeyframeLayers, size: tuple[int, int]) -> KeyframeScores:
     return measure_keyframe(
         layers.flatten(),
-        expected_size=KEYFRAME_SIZES[sku.aspect],
+        expected_size=size,
         product_reference=product_reference(layers),
         product_mask=layers.product_mask(),
         brand_background=render_background(sku.brand, layers.size),
@@ -76,27 +81,33 @@ def keyframe(context: dg.AssetExecutionContext):
     log_unavailable = log_once(context.log.info)
     lookup = sku_lookup(storage)
 
+    def keyframe_of(rendition: Rendition) -> tuple[KeyframeRecord, bool]:
+        record = read_record(storage, rendition, KeyframeRecord)
+        if record is not None:
+            context.log.info(f"{rendition.label}: keyframe for {rendition.sku.content_hash} exists, reused")
+            return record, True
+        name, provider = first_available_provider(policy.route(rendition.sku.fields).keyframe, context, log_unavailable)
+        with pool_slot(resources.ledger, provider.pool, context.run.run_id, f"keyframe[{rendition.label}]",
+                       context.log.info):
+            record = render_keyframe(storage, rendition, provider, context.log.info)
+        record_render_charge(resources.ledger, rendition, "keyframe", name, provider, 0, record.cost)
+        return record, False
+
     def keyframe_for(sku_id: str) -> SkuOutcome:
         sku = lookup(sku_id)
-        record = read_record(storage, sku, "keyframe")
-        reused = record is not None
-        if record is None:
-            name, provider = first_available_provider(policy.route(sku.fields).keyframe, context, log_unavailable)
-            with pool_slot(resources.ledger, provider.pool, context.run.run_id, f"keyframe[{sku_id}]",
-                           context.log.info):
-                record = render_keyframe(storage, sku, provider, context.log.info)
-            record_render_charge(resources.ledger, sku, "keyframe", name, provider, 0, record["cost"])
-        else:
-            context.log.info(f"{sku.sku_id}: keyframe for {sku.content_hash} exists, reused")
-        outcomes = judge_keyframe(KeyframeScores(**record["scores"]), quality_bar.thresholds(sku.tier))
+        made = [(rendition, *keyframe_of(rendition)) for rendition in renditions(sku)]
+        thresholds = quality_bar.thresholds(sku.tier)
+        outcomes = merge_outcomes([(rendition, judge_keyframe(record.scores, thresholds))
+                                   for rendition, record, _ in made])
         return SkuOutcome(
             metadata={
-                **cost_metadata(record["cost"], reused=reused),
+                **cost_metadata([record.cost for _, record, _ in made], reused=all(reused for *_, reused in made)),
                 "status": "ok" if all(o.passed for o in outcomes) else "failed QA",
                 "content_hash": sku.content_hash,
                 "tier": sku.tier,
+                "aspects": ", ".join(sku.aspects),
                 "qa": qa_summary(outcomes),
-                "keyframe": dg.MetadataValue.path(storage.url(record["files"]["keyframe.png"])),
+                "keyframe": dg.MetadataValue.path(storage.url(made[0][1].file("keyframe.png"))),
             },
             checks=outcomes,
         )
@@ -117,7 +128,8 @@ def first_available_provider(chain: tuple[str, ...], context: dg.AssetExecutionC
     raise dg.Failure(description="no keyframe provider available: " + "; ".join(skipped))
 
 
-def render_keyframe(storage: StorageResource, sku: Sku, provider, log) -> dict:
+def render_keyframe(storage: StorageResource, rendition: Rendition, provider, log) -> KeyframeRecord:
+    sku = rendition.sku
     request = KeyframeRequest(
         sku_id=sku.sku_id,
         content_hash=sku.content_hash,
@@ -127,16 +139,18 @@ def render_keyframe(storage: StorageResource, sku: Sku, provider, log) -> dict:
         packshot=storage.read_bytes(sku.image_key),
         brand=sku.brand,
         logo=storage.read_bytes(sku.logo_key) if sku.logo_key else None,
-        size=KEYFRAME_SIZES[sku.aspect],
+        size=rendition.keyframe_size,
     )
     result = provider.render_keyframe(request, log)
-    return save_render(
+    record = save_attempt(
         storage,
-        sku,
-        "keyframe",
-        render_prefix(sku, "keyframe", provider.name, request.seed),
+        rendition,
+        KeyframeRecord,
+        render_prefix(rendition, "keyframe", provider.name, request.seed),
         result.layers.to_files(),
-        result.cost,
-        asdict(keyframe_scores(sku, result.layers)),
-        {"provider": provider.name, "size": list(request.size)},
+        RenderCost.of(result.cost),
+        keyframe_scores(sku, result.layers, request.size),
+        KeyframeSettings(provider=provider.name, size=request.size),
     )
+    commit_stage(storage, rendition, record)
+    return record

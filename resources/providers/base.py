@@ -68,6 +68,8 @@ class ClipRequest:
     attempt: int = 1
     # Budgets this render is charged against besides the daily one, e.g. ("backfill:2026-11-25",).
     budget_scopes: tuple[str, ...] = ()
+    # The catalog category: providers with styles (the CPU loop) choose by it when the prompt does not.
+    category: str = ""
 
 
 @dataclass(frozen=True)

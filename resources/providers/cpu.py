@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from resources.pricing import PricesResource
 from resources.providers.base import (
@@ -23,7 +23,14 @@ from resources.providers.base import (
 from videokit.media.encode import EncodeSettings
 from videokit.media.images import open_image
 from videokit.sku_video.compose import TARGET_SAFE_SHARE, compose_keyframe
-from videokit.sku_video.motion import MotionSpec, motion_style_for, render_motion_clip
+from videokit.sku_video.motion import (
+    CATEGORY_STYLES,
+    MOTION_STYLES,
+    MotionSpec,
+    MotionStyle,
+    motion_style_for,
+    render_motion_clip,
+)
 
 
 class ComposeKeyframes(ConfigurableResource):
@@ -73,9 +80,29 @@ class MotionClips(ConfigurableResource):
     sweep: bool = Field(default=True, description="Pass a soft light sweep across the product.")
     crf: int = Field(default=21, description="x264 constant rate factor.")
     preset: str = Field(default="veryfast", description="x264 preset.")
+    category_styles: dict[str, str] = Field(
+        default_factory=lambda: dict(CATEGORY_STYLES),
+        description="Motion style (float or turn) per catalog category, for SKUs whose prompt names none; "
+        "categories not listed float.",
+    )
+
+    @field_validator("category_styles")
+    @classmethod
+    def _known_styles(cls, table: dict[str, str]) -> dict[str, str]:
+        for category, style in table.items():
+            if style not in MOTION_STYLES:
+                raise ValueError(f"category_styles: {category}: {style!r} is not one of {', '.join(MOTION_STYLES)}")
+        return table
 
     def availability(self) -> Availability:
         return Availability.ok()
+
+    def style_for(self, request: ClipRequest) -> MotionStyle:
+        return motion_style_for(request.category, request.prompt, self.category_styles)
+
+    def take_settings(self, request: ClipRequest) -> dict:
+        """What besides provider, seed, size and timing makes a take: a changed style is a new take."""
+        return {"motion_style": self.style_for(request)}
 
     def render_clip(self, request: ClipRequest, log: Log) -> ClipResult:
         spec = MotionSpec(
@@ -85,7 +112,7 @@ class MotionClips(ConfigurableResource):
             float_px=self.float_px,
             sweep=self.sweep,
             seed=request.seed,
-            style=motion_style_for("", request.prompt),
+            style=self.style_for(request),
         )
         with measure_usage() as usage:
             clip = render_motion_clip(request.keyframe, request.size, spec, EncodeSettings(crf=self.crf, preset=self.preset))

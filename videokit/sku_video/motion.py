@@ -5,7 +5,7 @@ and the clip loops without a seam; at frame 0 everything is at rest and the fram
 Each frame warps the background once (whole frame, in C) and composites product, shadow and sweep only
 on the small region they can ever reach; the logo goes on last, fixed in screen space.
 
-Two styles (`motion_style_for` picks one from the catalog's prompt, else the category):
+Two styles (`motion_style_for` picks one from the catalog's prompt, else from a category -> style table):
 - "float": the camera pushes in and pans while the product floats above its shadow; a band of light
   crosses the product once.
 - "turn": the product turns a little to one side and back, faked with a perspective warp about its
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -39,8 +39,11 @@ TURN_REFLECTION_GAIN = 0.35
 # Prompt words that ask for the turn; other prompts, and empty ones, fall back to the category.
 TURN_WORDS = ("turn", "rotat", "spin", "orbit", "revolv", "360", "swivel")
 FLOAT_WORDS = ("float", "push", "dolly", "drift", "parallax", "hover", "sweep")
-TURN_CATEGORIES = frozenset({"footwear", "beverage", "audio"})
 MotionStyle = Literal["float", "turn"]
+MOTION_STYLES: tuple[str, ...] = ("float", "turn")
+# The style of each category whose prompt does not ask for one: products people buy for their shape from every
+# side turn; others float. Categories not listed float. The CPU provider takes its own table from config.
+CATEGORY_STYLES: dict[str, MotionStyle] = {"footwear": "turn", "beverage": "turn", "audio": "turn"}
 RENDER_AHEAD = 6  # frames rendered ahead of the encoder
 # veryfast with x264's sub-pixel refinement at 1 instead of 2: measured on bottle and sneaker loops, a
 # third less encoder time for the same PSNR (within 0.05 dB) and 1-6 % more bytes.
@@ -70,14 +73,22 @@ class MotionSpec:
         return round(self.duration_s * self.fps)
 
 
-def motion_style_for(category: str, prompt: str) -> MotionStyle:
-    """The style a catalog row asks for: words in its prompt first, then its category."""
+def motion_style_for(category: str, prompt: str,
+                     category_styles: Mapping[str, str] = CATEGORY_STYLES) -> MotionStyle:
+    """The style a catalog row asks for: words in its prompt first, then its category's style, else float.
+
+    Categories match without case or surrounding spaces; a table value that is not a style raises ValueError.
+    """
     words = prompt.lower()
     if any(word in words for word in TURN_WORDS):
         return "turn"
     if any(word in words for word in FLOAT_WORDS):
         return "float"
-    return "turn" if category.strip().lower() in TURN_CATEGORIES else "float"
+    styles = {str(name).strip().lower(): style for name, style in category_styles.items()}
+    style = styles.get(category.strip().lower(), "float")
+    if style not in MOTION_STYLES:
+        raise ValueError(f"motion style {style!r} for category {category!r} is not one of {', '.join(MOTION_STYLES)}")
+    return style
 
 
 def render_loop(layers: KeyframeLayers, size: tuple[int, int], spec: MotionSpec) -> Iterator[np.ndarray]:

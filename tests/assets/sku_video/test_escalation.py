@@ -17,6 +17,20 @@ class FakeProvider:
         return Availability(False, self.availability_reason) if self.availability_reason else Availability.ok()
 
 
+@dataclass(frozen=True)
+class Cost:
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class Take:
+    """What escalation reads of a clip record: its cost; the rest is for `judge`."""
+
+    cost: Cost
+    passes: bool
+    check: str
+
+
 class Renders:
     """Scripted renders: `plan[(provider, seed)]` is a QA verdict, an exception to raise, or "reused"."""
 
@@ -32,15 +46,15 @@ class Renders:
         failed_check = verdict.split()[-1] if verdict.startswith(("fail ", "reused fail ")) else "clip_content"
         cost = self.cost_usd[name] if isinstance(self.cost_usd, dict) else self.cost_usd
         passes = verdict in ("pass", "reused")
-        record = {"cost": {"cost_usd": cost}, "passes": passes, "check": failed_check}
+        record = Take(Cost(cost), passes, failed_check)
         return record, verdict.startswith("reused")
 
     cost_usd: float | dict = 0.02
 
 
 def judge(record: dict) -> list[CheckOutcome]:
-    summary = "ok" if record["passes"] else ("blank frames" if record["check"] == "clip_content" else "wrong")
-    return [CheckOutcome(record["check"], record["passes"], summary, {})]
+    summary = "ok" if record.passes else ("blank frames" if record.check == "clip_content" else "wrong")
+    return [CheckOutcome(record.check, record.passes, summary, {})]
 
 
 def run(chain, providers, renders, retakes=1, log=None, log_unavailable=None, **limits):

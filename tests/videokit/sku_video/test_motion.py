@@ -177,3 +177,12 @@ def test_style_follows_the_prompt_then_the_category(category, prompt, style):
 def test_unknown_style_is_refused():
     with pytest.raises(ValueError, match="style"):
         MotionSpec(style="spin")
+
+
+def test_category_table_picks_the_style_and_prompt_words_still_override():
+    table = {"Kitchen ": "turn"}  # matched without case or surrounding spaces
+    assert motion_style_for("kitchen", "", table) == "turn"
+    assert motion_style_for("footwear", "", table) == "float", "a category the table does not list floats"
+    assert motion_style_for("kitchen", "slow push-in on the handle", table) == "float"
+    with pytest.raises(ValueError, match="'wobble' for category 'kitchen'"):
+        motion_style_for("kitchen", "", {"kitchen": "wobble"})
