@@ -12,10 +12,12 @@ from pydantic import Field
 
 from assets.catalog.sku_catalog import read_catalog, sku_catalog
 from assets.costs.estimate import Capacity, Estimate, estimate_backfill
+from assets.partitions import sku_partitions
 from assets.sku_video.clips import CLIP_PROVIDERS
 from assets.sku_video.keyframes import KEYFRAME_PROVIDERS
 from resources.ledger import LedgerResource
 from resources.pricing import PricesResource
+from resources.provider_limits import LimitsError, load_limits
 from resources.providers.emulation import EMULATED_SCOPE
 from resources.routing import RoutingResource, load_policy
 from resources.storage import StorageResource
@@ -26,7 +28,12 @@ REPORT_CHART_KEY = "reports/cost_report.png"
 class EstimateConfig(dg.Config):
     gpus: int = Field(default=1, description="GPUs rendering in parallel.")
     gpu_type: str = Field(default="h100", description="GPU row of the price table.")
-    api_concurrency: int = Field(default=4, description="Concurrent jobs per API provider (organisation limit).")
+    api_concurrency: int = Field(
+        default=4, description="Concurrent jobs on an API account without limits in resources/provider_limits.yaml."
+    )
+    account_tiers: dict[str, int] = Field(
+        default_factory=dict, description="Usage tier per API account (e.g. {runway: 5}); default: the limits file's."
+    )
     cpu_workers: int = Field(default=2, description="CPU workers for the CPU tier.")
     retake_rate: float = Field(default=0.0, description="Expected QA retakes per clip.")
 
@@ -35,7 +42,7 @@ def estimate_markdown(estimate: Estimate) -> str:
     rows = [{"provider": line.provider, "stage": line.stage, "renders": round(line.renders),
              "GPU-hours": round(line.gpu_hours, 2), "API $": round(line.api_usd, 2), "total $": round(line.total_usd, 2),
              "$ per render": round(line.usd_per_render, 4), "wall-clock h": round(line.wall_s / 3600, 2),
-             "basis": "estimate" if line.estimate else "measured/list"} for line in estimate.lines]
+             "basis": line.limit or ("estimate" if line.estimate else "measured/list")} for line in estimate.lines]
     rows += [{"provider": name, "stage": "clip", "renders": estimate.skus, "total $": round(b["total_usd"], 2),
               "$ per render": round(b["usd_per_clip"], 4), "wall-clock h": round(b["wall_s"] / 3600, 2),
               "basis": f"hybrid saves {b['hybrid_saving_pct']:.1f}%"} for name, b in estimate.baselines.items()]
@@ -52,8 +59,12 @@ def cost_estimate(config: EstimateConfig, storage: StorageResource, prices: Pric
                   routing: RoutingResource) -> dg.MaterializeResult:
     table = prices.table
     catalog = read_catalog(storage)
+    try:
+        limits = load_limits().with_tiers(config.account_tiers)
+    except LimitsError as error:
+        raise dg.Failure(description=str(error)) from None
     capacity = Capacity(gpus=config.gpus, gpu_type=config.gpu_type, api_concurrency=config.api_concurrency,
-                        cpu_workers=config.cpu_workers, retake_rate=config.retake_rate)
+                        cpu_workers=config.cpu_workers, retake_rate=config.retake_rate, limits=limits)
     estimate = estimate_backfill(catalog.to_dict("records"), load_policy(table, routing.path), table, capacity)
     runway = estimate.baselines.get("all runway", {})
     return dg.MaterializeResult(
@@ -63,6 +74,7 @@ def cost_estimate(config: EstimateConfig, storage: StorageResource, prices: Pric
             "total_usd": dg.MetadataValue.float(estimate.total_usd),
             "usd_per_clip": dg.MetadataValue.float(estimate.usd_per_clip),
             "wall_clock_h": dg.MetadataValue.float(estimate.wall_s / 3600),
+            "wall_clock_days": dg.MetadataValue.float(estimate.wall_s / 86_400),
             "saving_vs_all_runway_pct": dg.MetadataValue.float(runway.get("hybrid_saving_pct", 0.0)),
             "prices_as_of": table.as_of,
             "estimate": dg.MetadataValue.md(estimate_markdown(estimate)),
@@ -102,22 +114,53 @@ def cost_chart(frame: pd.DataFrame, per_clip: pd.Series) -> bytes:
     return buffer.getvalue()
 
 
+BACKFILL_TAG = "dagster/backfill"
+PARTITION_TAG = "dagster/partition"
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+# How far back the newest backfill is looked for: its runs are among the newest runs while it is recent.
+RECENT_RUNS = 1000
+
+
+def newest_backfill_runs(instance: dg.DagsterInstance) -> tuple[str, list[dg.RunRecord]] | None:
+    """The newest backfill among the recent runs, and all of its runs (public run queries and run tags only)."""
+    recent = instance.get_run_records(limit=RECENT_RUNS)
+    backfill_id = next((r.dagster_run.tags[BACKFILL_TAG] for r in recent if BACKFILL_TAG in r.dagster_run.tags), None)
+    if backfill_id is None:
+        return None
+    return backfill_id, list(instance.get_run_records(filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill_id})))
+
+
+def run_skus(instance: dg.DagsterInstance, records: list[dg.RunRecord]) -> set[str]:
+    """The SKUs the runs rendered: a run's partition tag, or every SKU of its partition range (batched runs)."""
+    skus: set[str] = set()
+    order: list[str] | None = None
+    for record in records:
+        tags = record.dagster_run.tags
+        if PARTITION_TAG in tags:
+            skus.add(tags[PARTITION_TAG])
+        elif all(tag in tags for tag in RANGE_TAGS):
+            order = order if order is not None else list(instance.get_dynamic_partitions(sku_partitions.name))
+            start, end = (tags[tag] for tag in RANGE_TAGS)
+            if start in order and end in order:
+                skus.update(order[order.index(start):order.index(end) + 1])
+    return skus
+
+
 def last_backfill_comparison(instance: dg.DagsterInstance, frame: pd.DataFrame, catalog: pd.DataFrame,
                              estimate_for: Callable[[list[dict]], Estimate]) -> dict | None:
-    """Estimate against actual for the SKUs of the newest backfill, counting charges made since it started."""
-    backfills = instance.get_backfills(limit=1)
-    if not backfills:
+    """Estimate against actual for the SKUs of the newest backfill, counting charges made since its first run."""
+    found = newest_backfill_runs(instance)
+    if found is None:
         return None
-    backfill = backfills[0]
-    subset = backfill.asset_backfill_data.target_subset if backfill.asset_backfill_data else None
-    skus = sorted({key.partition_key for key in subset.iterate_asset_partitions()} if subset else set())
+    backfill_id, records = found
+    skus = sorted(run_skus(instance, records))
     if not skus:
         return None
-    started = datetime.fromtimestamp(backfill.backfill_timestamp, UTC)
+    started = datetime.fromtimestamp(min(record.create_timestamp.timestamp() for record in records), UTC)
     created = pd.to_datetime(frame["created_at"], utc=True)
     actual = float(frame[frame["sku_id"].isin(skus) & (created >= started)]["usd"].sum())
     estimate = estimate_for(catalog[catalog["sku_id"].isin(skus)].to_dict("records"))
-    return {"backfill": backfill.backfill_id, "skus": len(skus), "estimate_usd": estimate.total_usd,
+    return {"backfill": backfill_id, "skus": len(skus), "estimate_usd": estimate.total_usd,
             "actual_usd": actual, "actual_vs_estimate_pct": 100 * (actual / estimate.total_usd - 1)
             if estimate.total_usd else 0.0}
 

@@ -1,13 +1,16 @@
 """What a backfill will cost and how long it will take, before it runs: per provider, against single-API baselines."""
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from resources.pricing import DEFAULT_GPU_TYPE, PriceTable, render_cost
+from resources.provider_limits import ProviderLimits, account_of
 from resources.routing import RoutingPolicy, first_available
 
 BASELINES = ("runway", "kling")
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass
@@ -22,6 +25,8 @@ class ProviderLine:
     total_usd: float = 0.0
     wall_s: float = 0.0
     estimate: bool = False
+    busy_s: float = 0.0  # API lines: task-seconds of provider latency the renders occupy
+    limit: str = ""  # API lines: the account limit the wall-clock time assumes
 
     @property
     def usd_per_render(self) -> float:
@@ -52,16 +57,42 @@ class Estimate:
 class Capacity:
     gpus: int = 1
     gpu_type: str = DEFAULT_GPU_TYPE
-    api_concurrency: int = 4
+    api_concurrency: int = 4  # tasks at a time on an API account without limits of its own
     cpu_workers: int = 2
     retake_rate: float = 0.0  # expected extra renders per clip from QA retakes
+    limits: ProviderLimits | None = None  # concurrency and daily caps per API account (usage tiers)
+
+    def assumptions(self) -> dict:
+        plain = {key: value for key, value in asdict(self).items() if key != "limits"}
+        return {**plain, "limits": self.limits.source if self.limits else "none"}
+
+
+def api_wall_s(lines: list[ProviderLine], capacity: Capacity) -> None:
+    """Wall-clock time of the API lines, per account: tasks run `concurrency` at a time, and past a daily cap
+    the rest waits for the next day (a cap binds however many workers there are)."""
+    accounts: dict[str, list[ProviderLine]] = defaultdict(list)
+    for line in lines:
+        accounts[account_of(line.provider)].append(line)
+    for account, group in accounts.items():
+        limit = capacity.limits.for_account(account) if capacity.limits else None
+        concurrency = limit.concurrency if limit else capacity.api_concurrency
+        renders, busy_s = sum(line.renders for line in group), sum(line.busy_s for line in group)
+        wall = busy_s / concurrency
+        cap = limit.daily_generations if limit else None
+        if cap and renders > cap:
+            full_days = math.ceil(renders / cap) - 1
+            last_day_busy_s = busy_s * (renders - full_days * cap) / renders
+            wall = max(wall, full_days * SECONDS_PER_DAY + last_day_busy_s / concurrency)
+        for line in group:
+            line.wall_s = wall
+            line.limit = limit.describe() if limit else f"{account}: {concurrency} at a time, no daily cap"
 
 
 def tally(routes: Iterable[tuple[str, str, float]], prices: PriceTable, capacity: Capacity) -> tuple[list[ProviderLine], float]:
     """Lines per provider and the wall-clock time, from (stage, provider, renders) triples.
 
-    Pools run side by side: GPU work shares the GPUs, CPU work the CPU workers, and each API provider runs
-    `api_concurrency` jobs at a time (the providers' limits are per organisation).
+    Pools run side by side: GPU work shares the GPUs, CPU work the CPU workers, and each API account runs as
+    many tasks at a time and as many a day as its usage tier allows (`api_wall_s`).
     """
     lines: dict[str, ProviderLine] = {}
     for stage, provider, renders in routes:
@@ -72,7 +103,7 @@ def tally(routes: Iterable[tuple[str, str, float]], prices: PriceTable, capacity
         line.gpu_hours += renders * cost.gpu_s / 3600
         line.api_usd += renders * cost.api_usd
         line.total_usd += renders * render_cost(cost, prices, capacity.gpu_type)
-        line.wall_s += renders * cost.latency_s / capacity.api_concurrency if cost.kind == "api" else 0.0
+        line.busy_s += renders * cost.latency_s if cost.kind == "api" else 0.0
     gpu_wall = sum(line.gpu_hours for line in lines.values()) * 3600 / capacity.gpus
     cpu_wall = sum(line.cpu_hours for line in lines.values()) * 3600 / capacity.cpu_workers
     for line in lines.values():
@@ -80,6 +111,7 @@ def tally(routes: Iterable[tuple[str, str, float]], prices: PriceTable, capacity
             line.wall_s = line.gpu_hours * 3600 / capacity.gpus
         elif line.kind == "cpu":
             line.wall_s = line.cpu_hours * 3600 / capacity.cpu_workers
+    api_wall_s([line for line in lines.values() if line.kind == "api"], capacity)
     api_wall = max((line.wall_s for line in lines.values() if line.kind == "api"), default=0.0)
     return sorted(lines.values(), key=lambda line: (line.stage, -line.total_usd)), max(gpu_wall, cpu_wall, api_wall)
 
@@ -121,7 +153,8 @@ def estimate_backfill(
         total_usd=total,
         wall_s=wall,
         baselines=baselines,
-        assumptions={**asdict(capacity), "prices_as_of": prices.as_of, "policy": policy.source},
+        assumptions={**capacity.assumptions(), "prices_as_of": prices.as_of, "policy": policy.source,
+                     "api_limits": sorted({line.limit for line in lines if line.limit})},
     )
 
 

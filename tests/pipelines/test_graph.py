@@ -179,24 +179,16 @@ def test_cost_estimate_asset_for_the_current_catalog(catalog_dir, resources):
 
 
 def test_cost_report_from_the_ledger_with_last_backfill(catalog_dir, resources, tmp_path):
-    import time as clock
-
-    from dagster._core.execution.backfill import PartitionBackfill
-
     from assets.costs.cost_report import REPORT_CHART_KEY, cost_report
-    from pipelines.definitions import defs
     from resources.ledger import LedgerResource
 
     resources = {**resources, "ledger": LedgerResource(url=f"sqlite:///{tmp_path}/ledger.sqlite")}
     with dg.instance_for_test() as instance:
         dg.materialize([sku_catalog], instance=instance, resources=resources, run_config=catalog_config(catalog_dir))
-        backfill = PartitionBackfill.from_asset_partitions(
-            backfill_id="bf1", asset_graph=defs.resolve_asset_graph(), partition_names=["HERO-1", "BULK-2"],
-            asset_selection=[dg.AssetKey("clip")], backfill_timestamp=clock.time() - 1, tags={},
-            dynamic_partitions_store=instance, all_partitions=False, title=None, description=None, run_config=None)
-        instance.add_backfill(backfill)
+        # A batched backfill run, tagged as the backfill daemon tags it.
         dg.materialize(SKU_ASSETS, instance=instance, resources=resources,
-                       tags={"dagster/asset_partition_range_start": "HERO-1", "dagster/asset_partition_range_end": "BULK-2"})
+                       tags={"dagster/backfill": "bf1", "dagster/asset_partition_range_start": "HERO-1",
+                             "dagster/asset_partition_range_end": "BULK-2"})
         report = dg.materialize([cost_report], instance=instance, resources=resources, selection=[cost_report])
         meta = metadata(report, "cost_report")
         assert meta["charges"] == 4 and meta["skus"] == 2  # a keyframe and a clip per SKU
