@@ -1,7 +1,7 @@
 import pytest
 
 from resources.pricing import PricesResource
-from resources.routing import PolicyError, RoutingResource, parse_policy
+from resources.routing import PolicyError, RoutingResource, first_available, load_policy, parse_policy
 
 PROVIDERS = {"keyframe": {"compose", "flux"}, "clip": {"motion", "wan", "runway", "kling"}}
 PRICED = {"compose", "flux", "motion", "wan", "runway", "kling"}
@@ -101,3 +101,20 @@ def test_measured_benchmark_seconds_replace_estimates(tmp_path):
     assert table.providers["wan"].gpu_s == 28.0 and "gpu_clip-nvidia-h100.json" in table.providers["wan"].source
     assert table.providers["cogvideox"].estimate  # no measurement: still the marked estimate
     assert PricesResource(measured_results=None).table.providers["motion"].cpu_s == 1.2
+
+
+def test_fal_catalog_models_route_by_name_against_the_packaged_price_table(tmp_path):
+    (tmp_path / "routing.yaml").write_text(
+        "default: {keyframe: [compose], clip: [motion]}\n"
+        "rules:\n  - {name: hero, when: {tier: hero}, clip: [veo_fast, kling_turbo, pika, runway, motion]}\n"
+    )
+    prices = PricesResource(measured_results=None).table
+    policy = load_policy(prices, str(tmp_path / "routing.yaml"))
+    chain = policy.route({"tier": "hero"}).clip
+    assert chain == ("veo_fast", "kling_turbo", "pika", "runway", "motion")
+    assert first_available(chain, lambda name: name in {"pika", "motion"}) == "pika"
+    with pytest.raises(ValueError, match="no provider of chain veo_fast -> kling_turbo .* is available"):
+        first_available(chain, lambda name: False)
+    (tmp_path / "routing.yaml").write_text("default: {keyframe: [compose], clip: [veo_ultra]}\n")
+    with pytest.raises(PolicyError, match=r"line 1, default.clip\[0\]: unknown clip provider 'veo_ultra'"):
+        load_policy(prices, str(tmp_path / "routing.yaml"))
