@@ -5,7 +5,10 @@ record every SKU of the range as materialized, with one SKU's metadata. So a bat
 AssetMaterialization per SKU that succeeded (its own metadata, no per-call partition reload) and the check
 evaluations of every SKU, and ends failed, naming the SKUs that did not make it: Dagster then shows those
 partitions failed and the others materialized, in the run, the asset's partition counts and the backfill.
-One SKU's failure never stops the rest of the batch.
+One SKU's failure never stops the rest of the batch. A ranged run of the whole SKU job (all three stages)
+needs each step's output for the next stage to start: there a step whose SKUs all succeeded materializes the
+range through its output, and a step with a failed SKU ends failed, so that run's later stages wait for the
+next request of the SKUs still unpublished.
 
 Failures of the machinery (storage, the ledger's database, the network) are retried per SKU with backoff;
 after that the step asks Dagster to retry it (a retried step reuses every finished artifact and every paid
@@ -37,6 +40,7 @@ warnings.filterwarnings("ignore", message=r"Asset job \S+ materializes assets wi
                         category=UserWarning)
 SKU_ATTEMPTS_ENV, STEP_RETRIES_ENV, STEP_RETRY_WAIT_ENV = "SKUVID_SKU_ATTEMPTS", "SKUVID_STEP_RETRIES", "SKUVID_STEP_RETRY_WAIT_S"
 FAILED_SKUS_NAMED = 20
+SKU_STAGES = ("keyframe", "clip", "published_video")
 
 
 @dataclass
@@ -226,20 +230,49 @@ def run_per_sku(
         yield from check_evaluations(asset, keys[0], attempt.outcome.checks, blocking=False)
         raise_for_failures(context, asset, [attempt], 1, retries)
     failed: list[SkuAttempt] = []
+    done: list[SkuAttempt] = []
+    feeding = feeds_a_later_stage(context, asset)
     backfill = context.run.tags.get("dagster/backfill")
+
+    def materialization(attempt: SkuAttempt) -> dg.AssetMaterialization:
+        return dg.AssetMaterialization(asset_key=asset, partition=attempt.key, metadata=attempt.outcome.metadata,
+                                       tags={"dagster/backfill": backfill} if backfill else None)
+
     for attempt in sku_attempts(keys, run, waits_on_network, network_workers):
-        if succeeded(attempt.outcome):
-            yield dg.AssetMaterialization(asset_key=asset, partition=attempt.key, metadata=attempt.outcome.metadata,
-                                          tags={"dagster/backfill": backfill} if backfill else None)
-        else:
+        if not succeeded(attempt.outcome):
             failed.append(attempt)
             context.log.error(f"{asset}[{attempt.key}] failed: {why_failed(attempt.outcome)}")
+        elif feeding:
+            done.append(attempt)
+        else:
+            yield materialization(attempt)
         # Not blocking here: the gate is per SKU (publish refuses a SKU whose clip failed QA),
         # so one bad SKU does not stop the other SKUs of the batch.
         yield from check_evaluations(asset, attempt.key, attempt.outcome.checks, blocking=False)
     context.log.info(f"{asset}: {len(keys) - len(failed)} of {len(keys)} SKUs materialized, {len(failed)} failed")
+    if feeding and not failed:
+        # A later stage in this run starts only from this step's output, which stands for the whole range: every
+        # SKU succeeded, so it is true. Per-SKU metadata then goes through the public per-partition call, which
+        # reloads the partition list each time (runs of one stage, as backfills launch, never pay that).
+        for attempt in done:
+            context.add_asset_metadata(attempt.outcome.metadata, partition_key=attempt.key)
+        yield dg.MaterializeResult()
+        return
+    yield from map(materialization, done)
     if failed:
         raise_for_failures(context, asset, failed, len(keys), retries)
+
+
+def feeds_a_later_stage(context: dg.AssetExecutionContext, asset: str) -> bool:
+    """Whether this run also runs a later SKU stage (a ranged run of the whole SKU job), which needs the output."""
+    later = SKU_STAGES[SKU_STAGES.index(asset) + 1:] if asset in SKU_STAGES else ()
+    if context.run.asset_selection:
+        in_run = {key.to_user_string() for key in context.run.asset_selection}
+    elif context.run.step_keys_to_execute:  # a re-execution of some steps
+        in_run = set(context.run.step_keys_to_execute)
+    else:  # every step of the job; a SKU stage's step is named like its asset
+        in_run = {node.name for node in context.job_def.graph.nodes}
+    return any(name in in_run for name in later)
 
 
 def raise_for_failures(context: dg.AssetExecutionContext, asset: str, failed: list[SkuAttempt], total: int,

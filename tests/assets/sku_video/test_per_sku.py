@@ -137,3 +137,41 @@ def test_api_waits_overlap_and_cpu_skus_stay_serial(monkeypatch):
         assert result.success
         assert overlap[0] == 4, "three API waits overlap each other and the CPU SKU"
         assert wall < 2 * delay, f"{wall:.2f} s for {len(KEYS)} waits of {delay} s"
+
+
+def test_a_ranged_run_of_two_stages_flows_when_all_succeed_and_stops_honestly_when_one_fails():
+    failing: set[str] = set()
+
+    def stage(name: str, deps: list):
+        @sku_asset(name, deps=deps, kinds={"png"}, description="test", checks={f"{name}_made": "made"})
+        def make(context: dg.AssetExecutionContext):
+            def step(key: str) -> SkuOutcome:
+                if name == "keyframe" and key in failing:
+                    raise ValueError(f"{key}: unreadable packshot")
+                return SkuOutcome({"status": "ok", "sku": key}, [CheckOutcome(f"{name}_made", True, "made", {})])
+
+            yield from run_per_sku(context, name, [f"{name}_made"], step)
+
+        return make
+
+    assets = [stage("keyframe", []), stage("clip", ["keyframe"])]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("sku", KEYS)
+        assert run_batch_of(assets, instance).success
+        for asset in ("keyframe", "clip"):
+            records = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
+            assert {r.partition_key: r.asset_materialization.metadata["sku"].value for r in records} == {k: k for k in KEYS}
+
+        failing.add("SKU-B")
+        result = run_batch_of(assets, instance)
+        assert not result.success
+        made = [(e.asset_key.path[-1], e.partition) for e in result.all_events
+                if e.event_type_value == "ASSET_MATERIALIZATION"]
+        # The good SKUs' keyframes are recorded, SKU-B's is not; clip waits for the next request of these SKUs.
+        assert sorted(made) == [("keyframe", "SKU-A"), ("keyframe", "SKU-C"), ("keyframe", "SKU-D")]
+
+
+def run_batch_of(assets, instance) -> dg.ExecuteInProcessResult:
+    return dg.materialize(assets, instance=instance, raise_on_error=False,
+                          tags={"dagster/asset_partition_range_start": KEYS[0],
+                                "dagster/asset_partition_range_end": KEYS[-1]})
