@@ -99,8 +99,13 @@ class FalModel(BaseModel):
             raise ValueError(f"aspect_argument needs `aspects` for each of {', '.join(ASPECTS)}")
         if self.aspect_argument is None and self.aspects:
             raise ValueError("`aspects` without aspect_argument would never be sent")
-        mapped = [self.image_argument, self.prompt_argument, self.seed_argument, self.duration.argument,
-                  self.aspect_argument]
+        mapped = [
+            self.image_argument,
+            self.prompt_argument,
+            self.seed_argument,
+            self.duration.argument,
+            self.aspect_argument,
+        ]
         mapped = [name for name in mapped if name is not None]
         if len(set(mapped)) != len(mapped):
             raise ValueError(f"two of our fields map onto the same argument: {', '.join(mapped)}")

@@ -33,19 +33,29 @@ def test_the_newest_backfill_is_found_by_its_run_tags_and_compared_with_its_char
         run(instance, {"dagster/backfill": "old"}, "A")
         before = datetime.now(UTC)
         run(instance, {"dagster/backfill": "new"}, "B")
-        run(instance, {"dagster/backfill": "new", "dagster/asset_partition_range_start": "C",
-                       "dagster/asset_partition_range_end": "D"})
+        run(
+            instance,
+            {
+                "dagster/backfill": "new",
+                "dagster/asset_partition_range_start": "C",
+                "dagster/asset_partition_range_end": "D",
+            },
+        )
         run(instance, {}, "E")  # a run outside any backfill, newer than both
-        frame = pd.DataFrame({
-            "sku_id": ["A", "B", "B", "C", "D", "E"],
-            "usd": [9.0, 7.0, 0.25, 0.5, 0.75, 9.0],
-            "created_at": [before, before - timedelta(days=1), *[datetime.now(UTC)] * 4],
-        })
+        frame = pd.DataFrame(
+            {
+                "sku_id": ["A", "B", "B", "C", "D", "E"],
+                "usd": [9.0, 7.0, 0.25, 0.5, 0.75, 9.0],
+                "created_at": [before, before - timedelta(days=1), *[datetime.now(UTC)] * 4],
+            }
+        )
         comparison = last_backfill_comparison(instance, frame, catalog, half_a_dollar_each)
     assert comparison["backfill"] == "new" and comparison["skus"] == 3
     assert comparison["estimate_usd"] == pytest.approx(1.5)
     # B's charge from the day before the backfill started, and A and E (not in it), are not its spend.
-    assert comparison["actual_usd"] == pytest.approx(1.5) and comparison["actual_vs_estimate_pct"] == pytest.approx(0)
+    assert comparison["actual_usd"] == pytest.approx(1.5) and comparison[
+        "actual_vs_estimate_pct"
+    ] == pytest.approx(0)
 
 
 def test_cost_report_reads_no_private_dagster_state():
