@@ -1,5 +1,6 @@
 """Catalog-scale figures: drops of 2,000 and 10,000 rows to all their render runs requested, and a 1,000-SKU
-backfill through the daemon.
+backfill through the daemon, and a batch of emulated API clips (bench/api_batch.py: wall time against the sum of
+the render delays, at the `api` pool's limit and one at a time).
 
     python bench/scale.py [--drop-rows 2000,10000] [--skip-drops] [--backfill-skus 1000] [--catalog-skus 10000]
                           [--per-run-sample 30] [--work-sample 100]
@@ -473,6 +474,8 @@ def main() -> None:
     parser.add_argument("--work-sample", type=int, default=100,
                         help="SKUs rendered without Dagster for the baseline (20 left it about 0.1 CPU-s/SKU noisy)")
     parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--api-skus", type=int, default=100, help="SKUs of the emulated API batch (0 to skip)")
+    parser.add_argument("--api-render-s", type=float, default=20.0, help="the emulator's render delay per clip")
     parser.add_argument("--out", default=str(REPO / "bench/results/scale.json"))
     args = parser.parse_args()
     results = {"measured_at": datetime.now(UTC).isoformat(), "machine": machine_info()}
@@ -513,6 +516,12 @@ def main() -> None:
         table.add_row("Dagster overhead per SKU, one run per SKU, CPU (s)", f"{b['baseline_overhead_cpu_s_per_sku']:.2f}", "")
         table.add_row("overhead ratio, one run per SKU / batched", f"{b['overhead_ratio_per_run_vs_batched']}x", "")
     console.print(table)
+    if args.api_skus:
+        from bench.api_batch import measure_api_batch, print_api_batch
+
+        with tempfile.TemporaryDirectory(prefix="skuvid-api-batch-") as tmp:
+            results["api_batch"] = measure_api_batch(args.api_skus, args.api_render_s, 4, Path(tmp))
+        print_api_batch(console, results["api_batch"])
     console.print(machine_info())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
