@@ -30,6 +30,7 @@ from assets.sku_video.per_sku import SkuOutcome, log_once, run_per_sku, sku_asse
 from resources import storage_keys
 from resources.pool_slots import PoolSettings, pool_slot
 from resources.pricing import render_cost
+from resources.providers.api.fal_catalog import fal_model_names
 from resources.providers.base import ClipRequest
 from resources.providers.emulation import emulated_scopes, is_emulated
 from resources.routing import PolicyError, load_policy
@@ -64,7 +65,7 @@ def clip_scores(sku: Sku, layers: KeyframeLayers, clip: ClipFile) -> ClipScores:
     )
 
 
-CLIP_PROVIDERS = ("motion", "wan", "wan_ti2v", "cogvideox", "runway", "kling", "pika")
+CLIP_PROVIDERS = ("motion", "wan", "wan_ti2v", "cogvideox", "runway", "kling", *fal_model_names())
 
 
 @sku_asset(
