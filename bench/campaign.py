@@ -2,11 +2,14 @@
 
 Run from the repository root:  python bench/campaign.py [--sample 100] [--out bench/results/campaign.json]
 
-It renders a sample of recipients through the real campaign path (`assets.campaigns.campaign_clips.run_campaign`: validation,
-template preparation, worker processes, smart rendering, per-clip QA, storage writes, manifest) and projects
-the time for 1,000. In the same run, the same clips are made by the ffmpeg command line for a few recipients
-(overlay of rendered PNGs with the same fades, then an encode of the whole clip) as the baseline. The process is
-pinned to --cores CPUs, so workers and ffmpeg get the same machine.
+It materializes `campaign_clips` for a sample of recipients through Dagster, as production runs it: the plan
+step (validation, template preparation, staging), the chunks as steps in separate processes (the multiprocess
+executor with one process per core; Celery workers run the same steps on other machines), per-clip QA, storage
+writes, and the merge into one manifest. The time for 1,000 is projected from the run's wall clock, Dagster's
+per-step overhead included. In the same run, the same clips are made by the ffmpeg command line for a few
+recipients (overlay of rendered PNGs with the same fades, then an encode of the whole clip) as the baseline. The
+process is pinned to --cores CPUs (inherited by every step process and by ffmpeg). Peak memory is the sum of the
+resident memory of this process and all its step processes, sampled every 0.2 s.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from importlib import metadata
@@ -29,10 +33,15 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from typing import Self
+
+import dagster as dg
+
+from assets.campaigns.campaign_clips import campaign_clips
 from bench.machine import machine_info
 
-# Project modules are imported inside the functions that use them: the render workers are spawned, and a
-# spawned worker re-imports this script first, so what is imported here would sit in every worker's memory.
+# Other project modules are imported inside the functions that use them: every step process imports this
+# module to rebuild the job, so what is imported here sits in every step process's memory.
 
 TARGET_MINUTES_FOR_1000 = 20.0
 TARGET_RATIO_VS_FFMPEG = 2.0
@@ -164,7 +173,7 @@ def run_ffmpeg_baseline(folder: Path, spec_path: Path, storage, spec_hash: str, 
     import pandas as pd
 
     from assets.campaigns.inputs import validate_recipients
-    from videokit.campaigns.render_pool import psnr
+    from videokit.campaigns.recipient_clip import psnr
     from videokit.campaigns.smart_render import EncoderSettings
     from videokit.campaigns.spec import load_spec
 
@@ -224,49 +233,120 @@ def pin_cores(cores: int) -> int:
     return len(chosen)
 
 
+def campaign_job_on_processes() -> dg.JobDefinition:
+    """`campaign_clips` with each step in its own process; step processes rebuild it from this module."""
+    from resources.pricing import PricesResource
+    from resources.step_outputs import step_outputs_io_manager
+    from resources.storage import StorageResource
+
+    job = dg.define_asset_job("bench_campaign", selection=[campaign_clips], executor_def=dg.multiprocess_executor)
+    return dg.Definitions(assets=[campaign_clips], jobs=[job], resources={
+        "storage": StorageResource.configure_at_launch(), "prices": PricesResource(),
+        "step_outputs": step_outputs_io_manager}).resolve_job_def("bench_campaign")
+
+
+class TreeMemory:
+    """Peak of the summed resident memory of this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, every_s: float = 0.2):
+        import psutil
+
+        self.root, self.every_s, self.peak_mb = psutil.Process(), every_s, 0.0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self.done.wait(self.every_s):
+            total = 0
+            for process in [self.root, *self.root.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:  # a step process that just ended
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 1e6)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def materialize_campaign(folder: Path, spec_path: Path, cores: int, chunk_size: int) -> tuple[dict, float, float]:
+    """The run's materialization metadata, its wall clock from launch to end, and the peak memory of all its
+    processes."""
+    (folder / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(folder / "dagster")) as instance:
+        instance.add_dynamic_partitions("campaign", [CAMPAIGN])
+        config = {"spec": str(spec_path), "chunk_size": chunk_size, "cache_dir": str(folder / "cache")}
+        started = time.perf_counter()
+        with TreeMemory() as memory:
+            result = dg.execute_job(
+                dg.reconstructable(campaign_job_on_processes), instance=instance,
+                tags={"dagster/partition": CAMPAIGN},
+                run_config={"ops": {"campaign_clips": {"config": config}},
+                            "resources": {"storage": {"config": {"root": str(folder / "data")}}},
+                            "execution": {"config": {"max_concurrent": cores}}},
+            )
+        wall = time.perf_counter() - started
+        if not result.success:
+            raise SystemExit("the campaign run failed; see the log above")
+        meta = {k: v.value for k, v in result.asset_materializations_for_node("campaign_clips")[-1].metadata.items()}
+    return meta, wall, memory.peak_mb
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=100, help="recipients rendered (at least 100 for the figure)")
-    parser.add_argument("--cores", type=int, default=2, help="CPUs the benchmark may use")
+    parser.add_argument("--cores", type=int, default=2, help="CPUs the benchmark may use (and steps run at once)")
+    parser.add_argument("--chunk-size", type=int, default=50, help="recipients per render step")
     parser.add_argument("--ffmpeg-clips", type=int, default=3, help="recipients also made with the ffmpeg CLI")
     parser.add_argument("--out", type=Path, default=Path("bench/results/campaign.json"))
     args = parser.parse_args()
-    from assets.campaigns.campaign_clips import run_campaign
     from resources.storage import StorageResource
 
     console = Console()
     cores = pin_cores(args.cores)
     host = machine(cores)
-    console.print(f"[bold]skuvid personalized campaign[/]: {args.sample} recipients x 15 s 720p30 on {cores} cores "
+    console.print(f"[bold]skuvid personalized campaign[/]: {args.sample} recipients x 15 s 720p30 on {cores} cores, "
+                  f"chunks of {args.chunk_size} as Dagster steps in {cores} processes "
                   f"(load average {host['load_average_start'][0]:.2f} at start)")
 
     with tempfile.TemporaryDirectory(prefix="skuvid-bench-campaign-") as scratch:
         folder = Path(scratch)
         spec_path = build_campaign(folder, args.sample)
-        storage = StorageResource(root=str(folder / "data"))
-        report = run_campaign(storage, CAMPAIGN, str(spec_path), workers=cores, chunk_size=25,
-                              cache_dir=str(folder / "cache"), log=lambda line: console.print(f"  {line}"))
-        if report.rendered == 0:
+        meta, run_wall, peak_mb = materialize_campaign(folder, spec_path, cores, args.chunk_size)
+        rendered = int(meta["clips"])
+        if rendered == 0:
             raise SystemExit("no clip rendered; see the log above")
-        clip_bytes = float(report.manifest["bytes"].mean())
-        console.print("  ffmpeg baseline ...")
-        baseline = run_ffmpeg_baseline(folder, spec_path, storage, report.spec_hash, args.ffmpeg_clips, console)
-        children_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        storage = StorageResource(root=str(folder / "data"))
+        import pandas as pd
 
-    per_clip_wall = report.render_wall_s / report.rendered
-    per_clip_cpu = report.workers_cpu_s / report.rendered
+        manifest = pd.read_parquet(io.BytesIO(storage.read_bytes(f"campaigns/{CAMPAIGN}/{meta['spec_hash']}/"
+                                                                 "manifest.parquet")))
+        clip_bytes = float(manifest["bytes"].mean())
+        console.print("  ffmpeg baseline ...")
+        baseline = run_ffmpeg_baseline(folder, spec_path, storage, meta["spec_hash"], args.ffmpeg_clips, console)
+
+    prepare_s, render_wall, asset_wall = meta["template_prepare_s"], meta["render_wall_s"], meta["wall_s"]
+    per_clip_wall = (asset_wall - prepare_s) / rendered  # steps, processes and merge included
+    per_clip_render = render_wall / rendered
+    per_clip_cpu = meta["workers_cpu_s"] / rendered
     clips_per_min = 60.0 / per_clip_wall
-    projected_min = (report.prepare_s + 1000 * per_clip_wall) / 60
-    # On a shared host other processes take CPU from the workers; the CPU seconds the run spent (workers and
-    # parent) over `cores` dedicated cores is the figure for the machine the target is about.
-    all_cpu_per_clip = (report.cpu_s - report.prepare_cpu_s) / report.rendered
-    projected_cpu_min = (report.prepare_s + 1000 * all_cpu_per_clip / cores) / 60
-    effective_cores = report.workers_cpu_s / report.render_wall_s
+    projected_min = (prepare_s + 1000 * per_clip_wall) / 60
+    all_cpu_per_clip = (meta["cpu_s"] - meta["template_prepare_cpu_s"]) / rendered
+    projected_cpu_min = (prepare_s + 1000 * all_cpu_per_clip / cores) / 60
+    effective_cores = meta["workers_cpu_s"] / render_wall
     ratio = baseline["wall_s_per_clip"] / per_clip_wall
     cpu_ratio = baseline["cpu_s_per_clip"] / per_clip_cpu
     host["load_average_end"] = list(os.getloadavg())
 
-    table = Table(title=f"{report.rendered} clips, 1280x720, 15 s @ 30 fps, x264 veryfast crf 21, {cores} cores")
+    table = Table(title=f"{rendered} clips, 1280x720, 15 s @ 30 fps, x264 veryfast crf 21, {cores} cores, "
+                        f"{meta['chunks']} chunk steps")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("target / note")
@@ -274,31 +354,35 @@ def main() -> None:
     def verdict(ok: bool) -> str:
         return "[green]meets[/]" if ok else "[red]misses[/]"
 
-    table.add_row("template prepared once", f"{report.prepare_s:.1f} s", "decode, scale, encode unchanged spans")
-    table.add_row("clips per minute", f"{clips_per_min:.1f}", f"{per_clip_wall:.2f} s wall per clip")
-    table.add_row("CPU per clip (workers)", f"{per_clip_cpu:.2f} s", "process CPU the workers report")
+    table.add_row("template prepared once", f"{prepare_s:.1f} s", "decode, scale, encode unchanged spans")
+    table.add_row("clips per minute", f"{clips_per_min:.1f}",
+                  f"{per_clip_wall:.2f} s wall per clip, plan to merge ({per_clip_render:.2f} s inside the chunks)")
+    table.add_row("Dagster run, launch to end", f"{run_wall:.1f} s",
+                  f"asset steps {asset_wall:.1f} s; chunks {render_wall:.1f} s")
+    table.add_row("CPU per clip (chunk steps)", f"{per_clip_cpu:.2f} s", "process CPU the chunk steps report")
     table.add_row("projected 1,000 clips", f"{projected_min:.1f} min",
                   f"{verdict(projected_min <= TARGET_MINUTES_FOR_1000)} <= {TARGET_MINUTES_FOR_1000:g} min")
     table.add_row("  on dedicated cores", f"{projected_cpu_min:.1f} min",
                   f"{verdict(projected_cpu_min <= TARGET_MINUTES_FOR_1000)}: {all_cpu_per_clip:.2f} CPU s per clip "
-                  f"(workers + parent) / {cores} cores; this run got {effective_cores:.2f} cores")
+                  f"(all steps) / {cores} cores; the chunks got {effective_cores:.2f} cores")
     table.add_row("ffmpeg CLI per clip", f"{baseline['wall_s_per_clip']:.2f} s",
                   f"{baseline['cpu_s_per_clip']:.2f} s CPU, overlay + full encode")
     table.add_row("ours vs ffmpeg", f"{ratio:.1f}x", f"{verdict(ratio >= TARGET_RATIO_VS_FFMPEG)} >= "
                   f"{TARGET_RATIO_VS_FFMPEG:g}x faster per clip ({cpu_ratio:.1f}x in CPU seconds)")
-    table.add_row("peak memory (parent + workers)", f"{report.peak_rss_mb:.0f} MB",
-                  f"{verdict(report.peak_rss_mb < TARGET_PEAK_MB)} < {TARGET_PEAK_MB:.0f} MB")
-    table.add_row("worst join PSNR", f"{report.min_join_psnr_db:.1f} dB", "frames at cuts vs their source")
+    table.add_row("peak memory (all processes)", f"{peak_mb:.0f} MB",
+                  f"{verdict(peak_mb < TARGET_PEAK_MB)} < {TARGET_PEAK_MB:.0f} MB; largest step process "
+                  f"{meta['peak_rss_mb']:.0f} MB")
+    table.add_row("worst join PSNR", f"{meta['min_join_psnr_db']:.1f} dB", "frames at cuts vs their source")
     table.add_row("ours vs ffmpeg picture", f"{baseline['ours_vs_ffmpeg_psnr_db_min']:.1f} dB",
                   "luma PSNR inside both slots")
-    table.add_row("mean clip size", f"{clip_bytes / 1e6:.2f} MB", f"QA failed: {report.qa_failed}")
+    table.add_row("mean clip size", f"{clip_bytes / 1e6:.2f} MB", f"QA failed: {meta['qa_failed']}")
     console.print(table)
     console.print(f"projection: [bold]{projected_min:.1f} min[/] for 1,000 clips as measured here "
                   f"({projected_cpu_min:.1f} min on {cores} dedicated cores); [bold]{clips_per_min:.1f}[/] clips/min; "
-                  f"[bold]{ratio:.1f}x[/] faster than the ffmpeg CLI; peak {report.peak_rss_mb:.0f} MB")
+                  f"[bold]{ratio:.1f}x[/] faster than the ffmpeg CLI; peak {peak_mb:.0f} MB")
     load = host["load_average_end"][0]
     if effective_cores < 0.9 * cores:
-        console.print(f"[yellow]note: the workers got {effective_cores:.2f} of {cores} cores (load average {load:.2f}):"
+        console.print(f"[yellow]note: the chunks got {effective_cores:.2f} of {cores} cores (load average {load:.2f}):"
                       " other processes share this machine, so the wall-clock figures understate the renderer[/]")
 
     result = {
@@ -306,28 +390,33 @@ def main() -> None:
         "machine": host,
         "versions": versions(),
         "clip": {"size": [1280, 720], "duration_s": 15.0, "fps": 30, "n_frames": 450, "changed_frames": 180},
-        "sample": report.rendered,
+        "sample": rendered,
+        "execution": {"executor": "multiprocess", "max_concurrent": cores, "chunk_size": args.chunk_size,
+                      "chunks": meta["chunks"], "chunk_processes": meta["chunk_processes"]},
         "figures": {
-            "template_prepare_s": report.prepare_s,
-            "template_prepare_cpu_s": report.prepare_cpu_s,
-            "render_wall_s": report.render_wall_s,
+            "template_prepare_s": prepare_s,
+            "template_prepare_cpu_s": meta["template_prepare_cpu_s"],
+            "run_wall_s": run_wall,
+            "asset_wall_s": asset_wall,
+            "render_wall_s": render_wall,
             "wall_s_per_clip": per_clip_wall,
+            "render_wall_s_per_clip": per_clip_render,
             "cpu_s_per_clip": per_clip_cpu,
             "clips_per_min": clips_per_min,
             "projected_minutes_for_1000": projected_min,
             "projected_minutes_for_1000_dedicated_cores": projected_cpu_min,
-            "cpu_s_per_clip_with_parent": all_cpu_per_clip,
+            "cpu_s_per_clip_with_plan_and_merge": all_cpu_per_clip,
             "effective_cores": effective_cores,
             "target_minutes_for_1000": TARGET_MINUTES_FOR_1000,
             "ffmpeg": baseline,
             "speedup_vs_ffmpeg": ratio,
             "cpu_speedup_vs_ffmpeg": cpu_ratio,
-            "peak_rss_mb": report.peak_rss_mb,
-            "children_max_rss_mb": children_peak_mb,
-            "min_join_psnr_db": report.min_join_psnr_db,
-            "max_join_step": report.max_join_step,
+            "peak_memory_all_processes_mb": peak_mb,
+            "largest_step_process_mb": meta["peak_rss_mb"],
+            "min_join_psnr_db": meta["min_join_psnr_db"],
+            "max_join_step": meta["max_join_step"],
             "mean_clip_bytes": clip_bytes,
-            "qa_failed": report.qa_failed,
+            "qa_failed": meta["qa_failed"],
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

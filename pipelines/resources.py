@@ -20,6 +20,7 @@ from resources.providers.gpu.hunyuan import HunyuanClips
 from resources.providers.gpu.wan import WanClips
 from resources.quality import QualityBarResource
 from resources.routing import RoutingResource
+from resources.step_outputs import step_outputs_io_manager
 from resources.storage import StorageResource
 
 
@@ -52,6 +53,7 @@ def build_resources(api_overrides: dict[str, dict] | None = None) -> dict:
     gpu_device = os.environ.get("SKUVID_GPU_DEVICE", "cuda")
     return {
         "storage": storage,
+        "step_outputs": step_outputs_io_manager,
         "prices": prices,
         "ledger": ledger,
         "quality_bar": QualityBarResource(),

@@ -10,13 +10,14 @@ import re
 from dataclasses import dataclass
 
 import pandas as pd
+from pydantic import BaseModel
 
 from assets.sku_video.publish import read_manifest_row
 from resources.csv_report import bounded, csv_report
 from resources.sources import read_source
 from resources.storage import StorageError, StorageResource, parent_of, resolve_relative
 from videokit.campaigns.personalize import OverlayError, fit_text, open_image
-from videokit.campaigns.render_pool import SlotContent
+from videokit.campaigns.recipient_clip import SlotContent
 from videokit.campaigns.spec import CampaignSpec, TextSlot, check_columns, load_spec
 
 MiB = 1024 * 1024
@@ -31,8 +32,9 @@ class CampaignError(RuntimeError):
     """The campaign cannot run at all (bad spec, unreadable recipients or template); the message says why."""
 
 
-@dataclass(frozen=True)
-class Reject:
+class Reject(BaseModel, frozen=True):
+    """A recipient row that gets no clip (for one aspect, or at all), written to the campaign's rejects file."""
+
     row: int  # line in the recipients file (the header is line 1)
     recipient_id: str
     field: str
@@ -103,7 +105,7 @@ def validate_recipients(spec: CampaignSpec, frame: pd.DataFrame, source: str, si
             accepted.append(Recipient(row, rid, contents, row_hash))
         else:
             field, reason = problem or (spec.id_column, f"duplicate of row {seen[rid]}")
-            rejects.append(Reject(row, bounded(rid, ECHO_CHARS), field, bounded(reason)))
+            rejects.append(Reject(row=row, recipient_id=bounded(rid, ECHO_CHARS), field=field, reason=bounded(reason)))
     return accepted, rejects
 
 

@@ -36,7 +36,7 @@ class EncoderSettings:
     crf: int = 21
     preset: str = "veryfast"
     gop: int = 15  # frames per closed GOP: the grid spans snap to
-    threads: int = 1  # per encoder; parallelism comes from rendering recipients in separate processes
+    threads: int = 1  # per encoder; parallelism comes from rendering chunks of recipients as separate steps
     matrix: str = "bt601"  # colour matrix the frames are in, and tagged with
     fast_analysis: bool = True  # analysis-only options: the bitstream stays compatible with any other span
 

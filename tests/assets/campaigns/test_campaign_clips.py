@@ -1,4 +1,5 @@
-"""`campaign_clips` in process on a temporary instance: rejects, manifest, deterministic keys, idempotent re-runs."""
+"""`campaign_clips` through the default (in-process) executor: chunks as steps, rejects, manifest, deterministic keys,
+idempotent re-runs."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.campaigns.campaign_clips import campaign_clips
+from assets.campaigns.campaign_clips import (
+    campaign_clips,
+    merge_campaign_chunks,
+    plan_campaign_chunks,
+    render_campaign_chunk,
+)
 from assets.catalog.sku_catalog import write_parquet
 from assets.partitions import campaign_partitions
 from assets.sku_video.publish import MANIFEST_COLUMNS as PUBLISHED_COLUMNS
 from assets.sku_video.publish import manifest_key
 from resources.pricing import PricesResource
+from resources.step_outputs import step_outputs_io_manager
 from resources.storage import StorageResource
 from samples.campaign.make_campaign_samples import draw_logo, write_template
 from videokit.media.probe import probe_mp4
@@ -65,11 +72,12 @@ def campaign_dir(tmp_path, media) -> Path:
 
 @pytest.fixture
 def resources(tmp_path) -> dict:
-    return {"storage": StorageResource(root=str(tmp_path / "data")), "prices": PricesResource()}
+    return {"storage": StorageResource(root=str(tmp_path / "data")), "prices": PricesResource(),
+            "step_outputs": step_outputs_io_manager}
 
 
-def run(instance, resources, spec: Path, partition: str = "spring", workers: int = 2, cache: Path | None = None):
-    config = {"spec": str(spec), "workers": workers, "chunk_size": 2}
+def run(instance, resources, spec: Path, partition: str = "spring", chunk_size: int = 2, cache: Path | None = None):
+    config = {"spec": str(spec), "chunk_size": chunk_size}
     if cache is not None:
         config["cache_dir"] = str(cache)
     return dg.materialize([campaign_clips], instance=instance, resources=resources, partition_key=partition,
@@ -90,6 +98,13 @@ def test_campaign_renders_good_rows_rejects_bad_ones_and_skips_on_rerun(campaign
         meta = metadata(first)
         assert (meta["recipients"], meta["accepted"], meta["rejected_rows"]) == (7, 3, 4)
         assert (meta["clips"], meta["clips_reused"], meta["qa_failed"]) == (6, 0, 0)
+        # 3 accepted recipients in chunks of 2, per aspect: 4 render steps, each asking for a `cpu` worker.
+        assert meta["chunks"] == 4
+        steps = {e.step_key for e in first.all_events if e.is_step_success}
+        assert sorted(k for k in steps if "render_campaign_chunk" in k) == [
+            f"campaign_clips.render_campaign_chunk[a{a}_0000{i}]" for a in ("16x9", "1x1") for i in (0, 1)]
+        ops = [plan_campaign_chunks, render_campaign_chunk, merge_campaign_chunks]
+        assert all(op.tags["dagster-celery/queue"] == "cpu" for op in ops)
         assert meta["cpu_s"] > meta["workers_cpu_s"] > 0 and meta["wall_s"] > 0
         assert meta["cost_usd"] > 0 and meta["cost_per_clip_usd"] == pytest.approx(meta["cost_usd"] / 6, rel=1e-3)
         assert meta["clips_per_min"] > 0 and meta["peak_rss_mb"] > 0  # the 2 GiB target is bench/campaign.py's
@@ -98,7 +113,7 @@ def test_campaign_renders_good_rows_rejects_bad_ones_and_skips_on_rerun(campaign
 
         prefix = f"campaigns/spring/{meta['spec_hash']}"
         keys = storage.list_keys(prefix)
-        clips = sorted(k.removeprefix(prefix + "/") for k in keys if k.endswith(".mp4"))
+        clips = sorted(k.removeprefix(prefix + "/") for k in keys if k.endswith(".mp4") and "/inputs/" not in k)
         assert clips == [f"{aspect}/{rid}.mp4" for aspect in ("16x9", "1x1") for rid in ("a1", "a5", "a6")]
         assert not [k for k in keys if "manifest-parts" in k]
         report = probe_mp4(storage.read_bytes(f"{prefix}/1x1/a1.mp4"))
@@ -125,8 +140,8 @@ def test_campaign_renders_good_rows_rejects_bad_ones_and_skips_on_rerun(campaign
 
         # One recipient's name changes: only their two clips are rendered again.
         (campaign_dir / "recipients.csv").write_text(RECIPIENTS.replace("a5,Linus", "a5,Linnea"))
-        third = metadata(run(instance, resources, campaign_dir / "spring.yaml", cache=cache, workers=1))
-        assert (third["clips"], third["clips_reused"]) == (2, 4)
+        third = metadata(run(instance, resources, campaign_dir / "spring.yaml", cache=cache, chunk_size=50))
+        assert (third["clips"], third["clips_reused"], third["chunks"]) == (2, 4, 2)  # one chunk per aspect
 
 
 def test_spec_errors_fail_the_run_naming_the_key(campaign_dir, resources):
@@ -159,29 +174,9 @@ def test_sku_template_is_the_published_clip_looped(campaign_dir, resources, tmp_
     (campaign_dir / "recipients.csv").write_text("recipient_id,first_name,logo\nz1,Zoe,logos/acme.png\n")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(campaign_partitions.name, ["spring"])
-        result = run(instance, resources, campaign_dir / "spring.yaml", workers=1, cache=tmp_path / "cache")
+        result = run(instance, resources, campaign_dir / "spring.yaml", cache=tmp_path / "cache")
         assert result.success
         meta = metadata(result)
         assert meta["clips"] == 1
         report = probe_mp4(storage.read_bytes(f"campaigns/spring/{meta['spec_hash']}/9x16/z1.mp4"))
         assert (report.width, report.height, report.n_frames, report.fps) == (360, 640, 60, 24.0)
-
-
-def test_shards_split_the_recipients_between_runs(campaign_dir, resources, tmp_path):
-    storage: StorageResource = resources["storage"]
-    (campaign_dir / "spring.yaml").write_text(SPEC.replace('["16:9", "1:1"]', '["1:1"]'))
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(campaign_partitions.name, ["spring"])
-        rendered, rejected = [], 0
-        for shard in (0, 1):
-            config = {"spec": str(campaign_dir / "spring.yaml"), "workers": 1, "shard": shard, "shards": 2,
-                      "cache_dir": str(tmp_path / "cache")}
-            result = dg.materialize([campaign_clips], instance=instance, resources=resources, partition_key="spring",
-                                    run_config={"ops": {"campaign_clips": {"config": config}}})
-            meta = metadata(result)
-            prefix = f"campaigns/spring/{meta['spec_hash']}"
-            manifest = pd.read_parquet(io.BytesIO(storage.read_bytes(f"{prefix}/manifest-{shard:03d}-of-002.parquet")))
-            rendered += list(manifest["recipient_id"])
-            rejected += meta["rejected_rows"]
-            assert storage.exists(f"{prefix}/rejects-{shard:03d}-of-002.csv")
-        assert sorted(rendered) == ["a1", "a5", "a6"] and rejected == 4

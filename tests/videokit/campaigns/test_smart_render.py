@@ -11,7 +11,7 @@ import pytest
 
 from samples.campaign.make_campaign_samples import draw_logo, write_template
 from videokit.campaigns.personalize import composite_i420, entrance_at
-from videokit.campaigns.render_pool import RenderJob, SlotContent, place_overlays, psnr, run_job
+from videokit.campaigns.recipient_clip import RenderJob, SlotContent, place_overlays, psnr, render_recipient
 from videokit.campaigns.smart_render import (
     AspectPlan,
     EncoderSettings,
@@ -118,7 +118,7 @@ def test_smart_render_matches_a_full_reencode(template, logo, tmp_path, aspect):
     plan = plan_for(template, spec, aspect)
     prepared = PreparedAspect.load(prepare_aspect(template, plan, tmp_path))
     assert [s.changed for s in plan.spans] == [False, True, False, True, False]
-    result = run_job(job_for(spec, aspect, prepared.folder, logo))
+    result = render_recipient(job_for(spec, aspect, prepared.folder, logo))
     assert result.mp4 is not None, result.reason
     assert result.qa.passed, result.qa.problems
 
@@ -147,8 +147,8 @@ def test_unchanged_spans_are_encoded_once_and_reused(template, logo, tmp_path):
     assert prepare_aspect(template, plan, tmp_path) == folder
     assert (folder / "plan.json").stat().st_mtime_ns == stamp
     prepared = PreparedAspect.load(folder)
-    a = run_job(job_for(spec, "1:1", folder, logo, "Ada")).mp4
-    b = run_job(job_for(spec, "1:1", folder, logo, "Bartholomew")).mp4
+    a = render_recipient(job_for(spec, "1:1", folder, logo, "Ada")).mp4
+    b = render_recipient(job_for(spec, "1:1", folder, logo, "Bartholomew")).mp4
     with av.open(io.BytesIO(a)) as first, av.open(io.BytesIO(b)) as second:
         packets_a = [bytes(p) for p in first.demux(first.streams.video[0]) if p.size]
         packets_b = [bytes(p) for p in second.demux(second.streams.video[0]) if p.size]
@@ -163,7 +163,7 @@ def test_qa_flags_a_missing_overlay(template, logo, tmp_path):
                                   'color: "#00000000", shadow: false}'))
     plan = plan_for(template, spec, "16:9")
     folder = prepare_aspect(template, plan, tmp_path)
-    result = run_job(job_for(spec, "16:9", folder, logo))
+    result = render_recipient(job_for(spec, "16:9", folder, logo))
     assert result.mp4 is None and "fully transparent" in result.reason
 
 
@@ -203,7 +203,7 @@ def test_fifteen_second_720p_structure(tmp_path, logo):
     assert [(s.start, s.end, s.changed) for s in plan.spans] == [
         (0, 15, False), (15, 105, True), (105, 345, False), (345, 435, True), (435, 450, False)]
     folder = prepare_aspect(template, plan, tmp_path / "cache")
-    result = run_job(job_for(spec, "16:9", folder, logo, "Katherine"))
+    result = render_recipient(job_for(spec, "16:9", folder, logo, "Katherine"))
     assert result.mp4 is not None and result.qa.passed, (result.reason, result.qa and result.qa.problems)
     report = probe_mp4(result.mp4)
     assert (report.n_frames, report.duration_s, report.fps) == (450, 15.0, 30.0)

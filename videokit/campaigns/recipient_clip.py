@@ -1,9 +1,9 @@
-"""Render many recipients' clips in worker processes, each holding a prepared template aspect once.
+"""One recipient's clip from a prepared template aspect: overlays composited, changed spans encoded, joined, checked.
 
 A job names a prepared aspect folder (see smart_render.prepare_aspect) and carries a recipient's slot contents.
-Each worker loads an aspect the first time a job needs it and keeps it for the jobs that follow (jobs are
-submitted aspect by aspect), so the template's changed-span frames are read once per worker, not per recipient.
-Workers are started with `spawn`, so the pool works the same under Dagster, pytest and a plain script.
+A process loads an aspect the first time a job needs it and keeps it for the jobs that follow (a campaign chunk
+is one aspect), so the template's changed-span frames are read once per chunk, not per recipient. Parallelism
+comes from running chunks as separate steps (processes or worker machines), not from this module.
 
 Each clip is checked cheaply before it is returned (see `check_clip`): exact frame count and duration,
 faststart, the overlay visible in its slot, and no visible step at any join.
@@ -12,13 +12,10 @@ faststart, the overlay visible in its slot, and no visible step at any join.
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
 import resource
 import time
 import traceback
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import av
@@ -89,9 +86,9 @@ class RenderResult:
     field: str = ""  # set when the recipient is rejected
     reason: str = ""
     qa: ClipQA | None = None
-    cpu_s: float = 0.0  # this worker's process CPU for the job (all its threads)
+    cpu_s: float = 0.0  # this process's CPU for the job (all its threads)
     wall_s: float = 0.0
-    peak_rss_mb: float = 0.0  # this worker's peak resident memory so far
+    peak_rss_mb: float = 0.0  # this process's peak resident memory so far
     pid: int = 0
 
 
@@ -275,13 +272,13 @@ _LOADED: dict[str, PreparedAspect] = {}
 
 def _prepared(folder: str) -> PreparedAspect:
     if folder not in _LOADED:
-        _LOADED.clear()  # one aspect at a time keeps a worker's memory to one set of frames
+        _LOADED.clear()  # one aspect at a time keeps a process's memory to one set of frames
         _LOADED[folder] = PreparedAspect.load(folder)
     return _LOADED[folder]
 
 
-def run_job(job: RenderJob) -> RenderResult:
-    """Worker entry point: render one job, never raise (a failure becomes a rejected recipient)."""
+def render_recipient(job: RenderJob) -> RenderResult:
+    """Render one job, never raise: a failure becomes a rejected recipient, and the others go on."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     try:
         result = render_job(job, _prepared(job.prepared))
@@ -293,28 +290,3 @@ def run_job(job: RenderJob) -> RenderResult:
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result.pid = os.getpid()
     return result
-
-
-def render_all(jobs: Iterable[RenderJob], workers: int) -> Iterator[RenderResult]:
-    """Results in completion order. workers <= 1 renders in this process (no pool)."""
-    if workers <= 1:
-        for job in jobs:
-            yield run_job(job)
-        return
-    context = multiprocessing.get_context("spawn")
-    queue = iter(jobs)
-    # A few jobs in flight per worker keep the workers busy without holding every finished clip in memory.
-    limit = 2 * workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: set[Future] = set()
-        for job in queue:
-            pending.add(pool.submit(run_job, job))
-            if len(pending) >= limit:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-                following = next(queue, None)
-                if following is not None:
-                    pending.add(pool.submit(run_job, following))
