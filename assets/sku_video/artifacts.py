@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assets.catalog.sku_catalog import Sku
 from resources import storage_keys
@@ -136,13 +136,6 @@ class _Record(BaseModel):
     cost: RenderCost
     created_at: datetime
 
-    @model_validator(mode="before")
-    @classmethod
-    def _unversioned_is_version_0(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "version" not in data:
-            return {**data, "version": 0}
-        return data
-
     def to_json(self) -> dict:
         return self.model_dump(mode="json")
 
@@ -169,6 +162,8 @@ StageRecord = TypeVar("StageRecord", KeyframeRecord, ClipRecord)
 
 def parse_record(model: type[StageRecord], data: Any) -> StageRecord | None:
     """The record, or None when it does not validate (it then counts as absent)."""
+    if isinstance(data, dict) and "version" not in data:  # written before records had versions: version 0
+        data = {**data, "version": 0}
     try:
         return model.model_validate(data)
     except ValidationError:
