@@ -32,7 +32,10 @@ class CostRecord:
     runner: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        if record["runner"] is None:  # only GPU renders say how they ran; other records keep their old shape
+            del record["runner"]
+        return record
 
 
 class PriceTableError(ValueError):
