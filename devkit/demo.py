@@ -22,6 +22,7 @@ from devkit.emulators import start_emulators
 from pipelines.definitions import build_definitions
 from pipelines.instance import apply_pool_limits
 from pipelines.resources import api_settings, build_resources
+from resources import storage_keys
 from resources.providers.emulation import is_emulated
 from resources.storage import StorageResource
 
@@ -38,6 +39,7 @@ class SkuOutcome:
     seconds: float
     reused: bool
     emulated: bool = False
+    aspects: str = "-"
 
 
 def checks_summary(result: dg.ExecuteInProcessResult, asset: str) -> str:
@@ -87,6 +89,7 @@ def render_sku(defs: dg.Definitions, instance: dg.DagsterInstance, sku_id: str) 
         seconds=seconds,
         reused=bool(clip_meta.get("reused", False)),
         emulated=bool(clip_meta.get("emulated", False)),
+        aspects=str(clip_meta.get("aspects", "-")),
     )
 
 
@@ -145,19 +148,19 @@ def write_gallery(storage: StorageResource) -> Path | None:
     manifest = read_manifest(storage)
     cards = "\n".join(
         f'<figure><video src="{html.escape(row.video_url)}" poster="{html.escape(row.poster_url)}" autoplay loop muted '
-        f'playsinline></video><figcaption>{html.escape(row.sku_id)} - {html.escape(row.title)} '
-        f"({html.escape(clip_origin(row))})</figcaption></figure>"
-        for row in manifest.sort_values("sku_id").itertuples()
+        f'playsinline></video><figcaption>{html.escape(row.sku_id)} {html.escape(str(row.aspect or ""))} - '
+        f"{html.escape(row.title)} ({html.escape(clip_origin(row))})</figcaption></figure>"
+        for row in manifest.sort_values(["sku_id", "aspect"], key=lambda column: column.fillna("")).itertuples()
     )
     page = (
         "<!doctype html><meta charset=utf-8><title>skuvid: published videos</title><style>body{font-family:sans-serif;"
         "background:#222;color:#eee}figure{display:inline-block;margin:8px;vertical-align:top}video{max-width:420px;"
         f"max-height:420px;display:block}}</style><h1>Published videos</h1>{cards}"
     )
-    storage.write_bytes(f"{PUBLISHED_ROOT}/index.html", page.encode())
+    storage.write_bytes(storage_keys.GALLERY, page.encode())
     if storage.root.startswith("s3://"):
         return None
-    return Path(storage.url(f"{PUBLISHED_ROOT}/index.html").removeprefix("file://"))
+    return Path(storage.url(storage_keys.GALLERY).removeprefix("file://"))
 
 
 def demo_definitions(stack: ExitStack, console: Console) -> dg.Definitions:
@@ -204,10 +207,11 @@ def run_demo_with(defs: dg.Definitions, catalog: str, brands: str, console: Cons
         console.print(f"  {sku_id}: {outcome.status} in {outcome.seconds:.1f}s")
         outcomes.append(outcome)
     table = Table(title="skuvid demo: one row per SKU")
-    for column in ("SKU", "status", "route", "clip by", "keyframe QA", "clip QA", "cost USD", "seconds", "reused"):
+    for column in ("SKU", "aspects", "status", "route", "clip by", "keyframe QA", "clip QA", "cost USD", "seconds",
+                   "reused"):
         table.add_column(column, justify="right" if column in ("cost USD", "seconds") else "left")
     for o in outcomes:
-        table.add_row(o.sku_id, o.status, o.route, f"{o.provider} EMULATOR" if o.emulated else o.provider, o.keyframe_qa, o.clip_qa, f"{o.cost_usd:.6f}", f"{o.seconds:.1f}",
+        table.add_row(o.sku_id, o.aspects, o.status, o.route, f"{o.provider} EMULATOR" if o.emulated else o.provider, o.keyframe_qa, o.clip_qa, f"{o.cost_usd:.6f}", f"{o.seconds:.1f}",
                       "yes" if o.reused else "no")
     console.print(table)
     render_campaign(defs, instance, console)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from PIL import Image, ImageFont
 
+from assets.catalog.rows import aspects_problem
 from devkit.sample_art import PRODUCT_KINDS, draw_logo, draw_packshot
 from videokit.media.brand import ASPECTS, BrandKit
 from videokit.media.text import font_path, load_font
@@ -155,6 +156,7 @@ def test_catalog_rows_are_valid():
             "tier",
             "prompt",
             "aspect",
+            "aspects",
         ]
         rows = list(reader)
     brands = yaml.safe_load((SAMPLES / "brands.yaml").read_text())["brands"]
@@ -168,8 +170,10 @@ def test_catalog_rows_are_valid():
         assert row["image"] == f"packshots/{row['sku_id']}.png"
         assert row["tier"] in ("hero", "bulk")
         assert row["aspect"] in ASPECTS
+        assert aspects_problem(row["aspects"], row["aspect"]) is None
         assert row["title"].strip()
         assert make_samples.product_kind(row["sku_id"]) in PRODUCT_KINDS
+    assert sum(bool(row["aspects"]) for row in rows) == 1, "the demo shows one SKU in every aspect"
     aspects = [row["aspect"] for row in rows]
     assert aspects.count("16:9") > len(rows) / 2 and aspects.count("9:16") >= 2 and aspects.count("1:1") >= 2
 

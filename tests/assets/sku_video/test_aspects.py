@@ -12,6 +12,7 @@ from assets.catalog.sku_catalog import sku_catalog
 from assets.sku_video.clips import clip
 from assets.sku_video.keyframes import keyframe
 from assets.sku_video.publish import published_video, read_manifest
+from devkit.demo import write_gallery
 from pipelines.resources import build_resources
 from resources import storage_keys
 from resources.ledger import LedgerResource
@@ -84,6 +85,9 @@ def test_one_sku_in_three_aspects_is_checked_and_published_three_times(three_asp
                 assert (stream.codec_context.width, stream.codec_context.height) == SIZES[row.aspect]
             assert storage.exists(storage_keys.stage_pointer(storage_keys.rendition("TRIO-1", content, row.aspect),
                                                              "clip"))
+
+        page = write_gallery(storage).read_text()
+        assert page.count("<video ") == 3 and all(f"TRIO-1 {aspect} - " in page for aspect in SIZES)
 
         again = dg.materialize([keyframe, clip, published_video], partition_key="TRIO-1", instance=instance,
                                resources=resources, run_config=FAST_CLIPS)
