@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assets.sku_video.publish import read_manifest_row
+from resources import storage_keys
 from resources.sources import read_source
 from resources.storage import StorageError, StorageResource, parent_of
 from videokit.campaigns.personalize import MAX_IMAGE_PIXELS
@@ -87,7 +88,7 @@ def published_clip(storage: StorageResource, sku_id: str) -> tuple[bytes, dict] 
     row = read_manifest_row(storage, sku_id)
     if row is None:
         return None
-    key = f"published/{sku_id}/{row['content_hash']}.mp4"
+    key = str(row.get("video_key") or "") or storage_keys.published_video(sku_id, row["content_hash"])
     if not storage.exists(key):
         key = storage.key_of(str(row["video_url"])) or ""
     data = storage.read_bytes(key) if key else read_source(str(row["video_url"]))
@@ -127,7 +128,7 @@ def resolve_visuals(script: ModuleScript, base: str, storage: StorageResource, l
                 )
                 continue
             if found is None:
-                manifest = storage.url(f"published/manifest/{visual.sku_id}.parquet")
+                manifest = storage.url(storage_keys.manifest(visual.sku_id))
                 reason = f"SKU {visual.sku_id} is not published yet (no {manifest})"
                 log(
                     f"scene {scene.title!r} (line {scene.visual_line}): {reason}; it shows a slide instead until the "

@@ -37,6 +37,7 @@ from assets.training.inputs import (
     look_of,
     resolve_visuals,
 )
+from resources import storage_keys
 from resources.api_client.errors import ProviderError
 from resources.ledger import LedgerError, LedgerResource
 from resources.presenters.base import (
@@ -48,12 +49,13 @@ from resources.presenters.base import (
 )
 from resources.presenters.did import DidPresenter
 from resources.presenters.heygen import HeyGenPresenter
-from resources.pricing import PricesResource
+from resources.pricing import CostRecord, PricesResource
 from resources.storage import StorageResource
 from videokit.media.encode import encode_jpeg
 from videokit.training.captions import Chapter, Cue, chapters_json, chapters_webvtt, shifted, webvtt
 from videokit.training.module_assembly import (
     AssemblySettings,
+    ModuleFileReport,
     ScenePieces,
     VideoPart,
     assemble,
@@ -62,12 +64,12 @@ from videokit.training.module_assembly import (
 from videokit.training.narration import EspeakSpeech
 from videokit.training.scene_render import SceneSpec, render_scenes
 from videokit.training.script import MODULE_PATTERN, ModuleScript, ScriptError
-from videokit.training.slides import render_title_card
+from videokit.training.slides import Look, render_title_card
 
 SCENE_VERSION = 1
 MODULE_VERSION = 1
-SCENES_PREFIX = "training/scenes"
-PRESENTERS_PREFIX = "training/presenters"
+SCENES_PREFIX = storage_keys.TRAINING_SCENES_PREFIX
+PRESENTERS_PREFIX = storage_keys.TRAINING_PRESENTERS_PREFIX
 Log = Callable[[str], None]
 
 
@@ -141,11 +143,11 @@ def _hash(data: object, length: int = 24) -> str:
 
 
 def scene_prefix(key: str) -> str:
-    return f"{SCENES_PREFIX}/{key}"
+    return storage_keys.training_scene(key)
 
 
 def presenter_key(provider: str, job_key: str) -> str:
-    return f"{PRESENTERS_PREFIX}/{provider}/{job_key}.mp4"
+    return storage_keys.training_presenter_clip(provider, job_key)
 
 
 # --------------------------------------------------------------------------- scene cache
@@ -354,6 +356,170 @@ def price_rows(prices: PricesResource) -> dict[str, float]:
     return {key: presenter_list_price(prices.table, key)[0] for key in sorted(keys)}
 
 
+@dataclass
+class ProcessClock:
+    """Wall and CPU seconds since it started, the CPU of child processes (scene workers, espeak-ng) included."""
+
+    wall0: float = field(default_factory=time.perf_counter)
+    cpu0: float = field(default_factory=time.process_time)
+    children0: resource.struct_rusage = field(default_factory=lambda: resource.getrusage(resource.RUSAGE_CHILDREN))
+
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.wall0
+
+    def cpu_s(self) -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (time.process_time() - self.cpu0 + (children.ru_utime - self.children0.ru_utime)
+                + (children.ru_stime - self.children0.ru_stime))
+
+
+@dataclass
+class ModulePlan:
+    """A parsed and checked module: what each scene shows, says and is keyed by, and where the module goes."""
+
+    module: str
+    script_uri: str
+    script: ModuleScript
+    look: Look
+    presenter: PresenterPlan
+    visuals: list[SceneVisual]
+    stills: list[Still]
+    requests: list[PresenterRequest]
+    keys: list[str]
+    module_key: str
+    budget_scope: str
+
+    @property
+    def prefix(self) -> str:
+        return storage_keys.training_module(self.module, self.module_key)
+
+
+def check_module_name(module: str, script_uri: str) -> None:
+    if not MODULE_PATTERN.match(module):
+        raise ScriptError(
+            script_uri, [(1, f"module name {module!r} must match [A-Za-z0-9_-], 1 to 64 characters")]
+        )
+
+
+def plan_module(module: str, script_uri: str, storage: StorageResource,
+                presenters: Mapping[str, ApiPresenterProvider | None], presenter: str, budget_usd: float | None,
+                settings: AssemblySettings, log: Log) -> ModulePlan:
+    """Parse the script, choose the narrator, fetch every visual and key every scene; nothing is paid yet."""
+    check_module_name(module, script_uri)
+    script, base = load_script(script_uri)
+    look = look_of(script)
+    plan = choose_presenter(script, presenter, presenters, log)
+    if plan.provider is None:
+        check_voice(script, EspeakSpeech())
+    visuals = resolve_visuals(script, base, storage, log)
+    show = [
+        plan.provider is not None and scene.show_presenter and visual.kind != "product"
+        for scene, visual in zip(script.scenes, visuals)
+    ]
+    stills = draw_stills(script, visuals, settings, look, show)
+    scope = f"training:{module}"
+    requests = presenter_requests(module, script, plan, settings, (scope,) if budget_usd is not None else ())
+    check_presenter_limits(script, plan, requests)
+    keys = [
+        scene_key(scene, visual, still, plan, request, script, settings)
+        for scene, visual, still, request in zip(script.scenes, visuals, stills, requests)
+    ]
+    module_key = _hash(
+        {
+            "version": MODULE_VERSION,
+            "title": script.title,
+            "scenes": keys,
+            "chapters": [scene.title for scene in script.scenes],
+            "settings": settings.fingerprint(),
+        }
+    )
+    return ModulePlan(module, script_uri, script, look, plan, visuals, stills, requests, keys, module_key, scope)
+
+
+def cached_scenes(storage: StorageResource, keys: list[str], module_stored: bool) -> dict[int, dict]:
+    """Scene records already in storage, by scene index (all of them when the module itself is stored)."""
+    records = {}
+    for index, key in enumerate(keys):
+        pointer = f"{scene_prefix(key)}/scene.json"
+        if module_stored or storage.exists(pointer):
+            records[index] = storage.read_json(pointer)
+    return records
+
+
+def buy_presenter_clips(storage: StorageResource, ledger: LedgerResource | None, plan: ModulePlan,
+                        missing: list[int], budget_usd: float | None, concurrency: int,
+                        log: Log) -> tuple[dict[int, bytes], PresenterSpend]:
+    """Presenter clips of the scenes still to render: refused whole when their worst case does not fit the budget."""
+    presenter = plan.presenter
+    if presenter.provider is None or not missing:
+        return {}, PresenterSpend()
+    todo = [i for i in missing
+            if not storage.exists(presenter_key(presenter.name, presenter.provider.job_key(plan.requests[i])))]
+    check_budget(ledger, plan.budget_scope, budget_usd,
+                 sum(presenter.provider.worst_case_usd(plan.requests[i]) for i in todo))
+    return fetch_presenter_clips(storage, presenter, plan.requests, missing, concurrency, log)
+
+
+def render_missing_scenes(storage: StorageResource, plan: ModulePlan, missing: list[int], clips: dict[int, bytes],
+                          workers: int, settings: AssemblySettings, records: dict[int, dict]) -> int:
+    """Render and store the scenes not cached, adding their records; returns the characters sent to TTS."""
+    script = plan.script
+    specs = [
+        scene_spec(plan.keys[i], script.scenes[i], plan.stills[i], plan.visuals[i], clips.get(i), script, settings)
+        for i in missing
+    ]
+    tts_chars = 0
+    for rendered, index in zip(render_scenes(specs, workers), missing):
+        records[index] = save_scene(storage, plan.keys[index], rendered, script.scenes[index].title)
+        tts_chars += rendered.tts_chars
+    return tts_chars
+
+
+def module_report(plan: ModulePlan, ordered: list[dict], files: dict[str, str], *, reused: bool, rendered: int,
+                  tts_chars: int, spend: PresenterSpend, cost: CostRecord, rates: dict[str, float],
+                  cpu_s: float, wall_s: float, settings: AssemblySettings,
+                  file_report: ModuleFileReport) -> ModuleReport:
+    script, presenter = plan.script, plan.presenter
+    speech_s = sum(record["speech_s"] for record in ordered)
+    presenter_s = speech_s if presenter.provider is not None else 0.0
+    own_rate = rates.get(presenter.provider.price_key(), 0.0) if presenter.provider is not None else 0.0
+    return ModuleReport(
+        module=plan.module,
+        title=script.title,
+        script=plan.script_uri,
+        module_key=plan.module_key,
+        prefix=plan.prefix,
+        duration_s=sum(record["n_frames"] for record in ordered) / settings.fps,
+        scenes=len(plan.keys),
+        scenes_rendered=rendered,
+        scenes_reused=len(plan.keys) - rendered,
+        reused=reused,
+        narrator=presenter.name,
+        presenter_fallback=presenter.fallback,
+        words=script.words,
+        narration_chars=sum(len(scene.narration) for scene in script.scenes),
+        tts_chars=tts_chars,
+        speech_s=speech_s,
+        presenter_s=presenter_s,
+        presenter_list_usd=own_rate * presenter_s,
+        presenter_charged_usd=spend.charged_usd,
+        presenter_clips_bought=spend.bought,
+        presenter_worst_case_usd=spend.worst_case_usd,
+        presenter_overrun_usd=spend.overrun_usd,
+        cpu_s=cpu_s,
+        wall_s=wall_s,
+        cost_usd=cost.cost_usd,
+        estimates_usd={key: rate * speech_s for key, rate in rates.items()},
+        sku_fallbacks=[v.fallback for v in plan.visuals if v.fallback],
+        files=files,
+        video_codec=file_report.video_codec,
+        audio_codec=file_report.audio_codec,
+        faststart=file_report.faststart,
+        chapters=file_report.chapters,
+        chapter_titles=list(file_report.chapter_titles),
+    )
+
+
 def build_module(
     module: str,
     script_uri: str,
@@ -370,139 +536,41 @@ def build_module(
     log: Log = print,
 ) -> ModuleReport:
     """Parse, check, render what changed, join and write the module; see the module docstring."""
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if not MODULE_PATTERN.match(module):
-        raise ScriptError(
-            script_uri, [(1, f"module name {module!r} must match [A-Za-z0-9_-], 1 to 64 characters")]
-        )
+    clock = ProcessClock()
     settings = settings or AssemblySettings()
-    script, base = load_script(script_uri)
-    look = look_of(script)
-    plan = choose_presenter(script, presenter, presenters or {}, log)
-    speech = EspeakSpeech()
-    if plan.provider is None:
-        check_voice(script, speech)
-    visuals = resolve_visuals(script, base, storage, log)
-    show = [
-        plan.provider is not None and scene.show_presenter and visual.kind != "product"
-        for scene, visual in zip(script.scenes, visuals)
-    ]
-    stills = draw_stills(script, visuals, settings, look, show)
-
-    scope = f"training:{module}"
-    requests = presenter_requests(module, script, plan, settings, (scope,) if budget_usd is not None else ())
-    check_presenter_limits(script, plan, requests)
-
-    keys = [
-        scene_key(scene, visual, still, plan, request, script, settings)
-        for scene, visual, still, request in zip(script.scenes, visuals, stills, requests)
-    ]
-    module_key = _hash(
-        {
-            "version": MODULE_VERSION,
-            "title": script.title,
-            "scenes": keys,
-            "chapters": [scene.title for scene in script.scenes],
-            "settings": settings.fingerprint(),
-        }
-    )
-    prefix = f"training/{module}/{module_key}"
-    reused = storage.exists(f"{prefix}/module.json")
-    records: dict[int, dict] = {}
-    for index, key in enumerate(keys):
-        if reused or storage.exists(f"{scene_prefix(key)}/scene.json"):
-            records[index] = storage.read_json(f"{scene_prefix(key)}/scene.json")
-    missing = [index for index in range(len(keys)) if index not in records]
+    plan = plan_module(module, script_uri, storage, presenters or {}, presenter, budget_usd, settings, log)
+    module_pointer = f"{plan.prefix}/module.json"
+    reused = storage.exists(module_pointer)
+    records = cached_scenes(storage, plan.keys, reused)
+    missing = [index for index in range(len(plan.keys)) if index not in records]
     log(
-        f"{module}: {len(script.scenes)} scenes, {script.words} words; {len(missing)} to render, "
-        f"{len(records)} cached; narrated by {plan.name}"
+        f"{module}: {len(plan.script.scenes)} scenes, {plan.script.words} words; {len(missing)} to render, "
+        f"{len(records)} cached; narrated by {plan.presenter.name}"
         + ("; the module itself is stored already" if reused else "")
     )
 
-    spend, clips = PresenterSpend(), {}
-    if plan.provider is not None and missing:
-        todo = [
-            i
-            for i in missing
-            if not storage.exists(presenter_key(plan.name, plan.provider.job_key(requests[i])))
-        ]
-        check_budget(ledger, scope, budget_usd, sum(plan.provider.worst_case_usd(requests[i]) for i in todo))
-        clips, spend = fetch_presenter_clips(
-            storage, plan, requests, missing, presenter_concurrency, log
-        )
-
-    specs = [
-        scene_spec(keys[i], script.scenes[i], stills[i], visuals[i], clips.get(i), script, settings)
-        for i in missing
-    ]
-    tts_chars = 0
-    for rendered, index in zip(render_scenes(specs, workers), missing):
-        records[index] = save_scene(storage, keys[index], rendered, script.scenes[index].title)
-        tts_chars += rendered.tts_chars
-
-    ordered = [records[i] for i in range(len(keys))]
+    clips, spend = buy_presenter_clips(storage, ledger, plan, missing, budget_usd, presenter_concurrency, log)
+    tts_chars = render_missing_scenes(storage, plan, missing, clips, workers, settings, records)
+    ordered = [records[i] for i in range(len(plan.keys))]
     if reused:
-        files = storage.read_json(f"{prefix}/module.json")["files"]
+        files = storage.read_json(module_pointer)["files"]
     else:
-        files = write_module(storage, prefix, script, ordered, settings, look)
+        files = write_module(storage, plan.prefix, plan.script, ordered, settings, plan.look)
     file_report = inspect_module(storage.read_bytes(files["module.mp4"]))
 
-    wall_s = time.perf_counter() - wall0
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (
-        time.process_time()
-        - cpu0
-        + (children.ru_utime - children0.ru_utime)
-        + (children.ru_stime - children0.ru_stime)
-    )
-    speech_s = sum(record["speech_s"] for record in ordered)
-    rates = price_rows(prices)
-    presenter_s = speech_s if plan.provider is not None else 0.0
-    own_rate = rates.get(plan.provider.price_key(), 0.0) if plan.provider is not None else 0.0
+    wall_s, cpu_s = clock.wall_s(), clock.cpu_s()
     cost = prices.table.cost(
-        provider="training", model=plan.name, cpu_s=cpu_s, wall_s=wall_s, api_usd=spend.charged_usd
+        provider="training", model=plan.presenter.name, cpu_s=cpu_s, wall_s=wall_s, api_usd=spend.charged_usd
     )
     if ledger is not None and not reused:
         # Compute goes into the ledger's charges like every CPU render (presenter jobs charge themselves).
         ledger.record_render_charge(
-            f"training:{module}:{module_key}", "training", cost.cost_usd - spend.charged_usd, f"module:{module}"[:64]
+            f"training:{module}:{plan.module_key}", "training", cost.cost_usd - spend.charged_usd,
+            f"module:{module}"[:64]
         )
-    report = ModuleReport(
-        module=module,
-        title=script.title,
-        script=script_uri,
-        module_key=module_key,
-        prefix=prefix,
-        duration_s=sum(record["n_frames"] for record in ordered) / settings.fps,
-        scenes=len(keys),
-        scenes_rendered=len(missing),
-        scenes_reused=len(keys) - len(missing),
-        reused=reused,
-        narrator=plan.name,
-        presenter_fallback=plan.fallback,
-        words=script.words,
-        narration_chars=sum(len(scene.narration) for scene in script.scenes),
-        tts_chars=tts_chars,
-        speech_s=speech_s,
-        presenter_s=presenter_s,
-        presenter_list_usd=own_rate * presenter_s,
-        presenter_charged_usd=spend.charged_usd,
-        presenter_clips_bought=spend.bought,
-        presenter_worst_case_usd=spend.worst_case_usd,
-        presenter_overrun_usd=spend.overrun_usd,
-        cpu_s=cpu_s,
-        wall_s=wall_s,
-        cost_usd=cost.cost_usd,
-        estimates_usd={key: rate * speech_s for key, rate in rates.items()},
-        sku_fallbacks=[v.fallback for v in visuals if v.fallback],
-        files=files,
-        video_codec=file_report.video_codec,
-        audio_codec=file_report.audio_codec,
-        faststart=file_report.faststart,
-        chapters=file_report.chapters,
-        chapter_titles=list(file_report.chapter_titles),
-    )
+    report = module_report(plan, ordered, files, reused=reused, rendered=len(missing), tts_chars=tts_chars,
+                           spend=spend, cost=cost, rates=price_rows(prices), cpu_s=cpu_s,
+                           wall_s=wall_s, settings=settings, file_report=file_report)
     log(
         f"{module}: {report.duration_s:.1f}s module in {wall_s:.1f}s ({report.realtime_factor:.1f}x real time), "
         f"{report.scenes_rendered} scene(s) rendered, {report.scenes_reused} reused; cost ${cost.cost_usd:.4f}"
