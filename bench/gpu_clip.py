@@ -460,7 +460,12 @@ def run_case(case: Case, steps: int, dtype: torch.dtype, device: str, deadline: 
                                        "reason": f"would pass the time budget (about {needed:.0f}s more)"})
                 continue
             started = time.perf_counter()
-            row, flops = measure(case, runner, pipe, steps, dtype, device, console)
+            try:
+                row, flops = measure(case, runner, pipe, steps, dtype, device, console)
+            except ValueError as error:  # an option this model does not take (a cache its blocks lack)
+                report.skipped.append({"model": case.name, "runner": runner.name, "reason": str(error)})
+                console.print(f"  {case.name} / {runner.name}: skipped, {error}")
+                continue
             if flops is not None:
                 stock_flops, stock_seconds = flops, time.perf_counter() - started
             measured.append(row)

@@ -120,7 +120,11 @@ def optimise(pipe: Any, options: Optimisations, device: str, log: Log = print) -
         applied["attention"] = outcomes[0]
     if options.cache_hook != "none":
         for _, denoiser in models:
-            denoiser.enable_cache(cache_config(options, pipe))
+            try:
+                denoiser.enable_cache(cache_config(options, pipe))
+            except ValueError as error:  # diffusers registers each cache per block class
+                raise ValueError(f"cache_hook {options.cache_hook} does not apply to {type(denoiser).__name__} "
+                                 f"in this diffusers ({error}); choose another or none") from error
         applied["cache"] = cache_description(options)
     if options.regional_compile:
         for _, denoiser in models:
@@ -164,15 +168,20 @@ def fp8_weights(denoiser: Any, device: str, log: Log) -> str:
     import torch
 
     on_cuda = device.startswith("cuda") and torch.cuda.is_available()
-    if find_spec("torchao") is not None and on_cuda and torch.cuda.get_device_capability(device) >= FP8_MATMUL_CAPABILITY:
-        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
-
-        # Only the repeated blocks' linear layers: embeddings and the output projection stay exact.
-        quantize_(denoiser, Float8DynamicActivationFloat8WeightConfig(),
-                  filter_fn=lambda module, name: isinstance(module, torch.nn.Linear) and "blocks." in name)
-        return "torchao float8 weights and activations"
-    reason = ("torchao is not installed" if find_spec("torchao") is None
-              else "no GPU with FP8 tensor cores here")
+    if find_spec("torchao") is None:
+        reason = "torchao is not installed"
+    elif not on_cuda or torch.cuda.get_device_capability(device) < FP8_MATMUL_CAPABILITY:
+        reason = "no GPU with FP8 tensor cores here"
+    else:
+        try:
+            from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
+        except (ImportError, RuntimeError) as error:  # a torchao built for another torch
+            reason = f"torchao does not load: {str(error).strip().splitlines()[0]}"
+        else:
+            # Only the repeated blocks' linear layers: embeddings and the output projection stay exact.
+            quantize_(denoiser, Float8DynamicActivationFloat8WeightConfig(),
+                      filter_fn=lambda module, name: isinstance(module, torch.nn.Linear) and "blocks." in name)
+            return "torchao float8 weights and activations"
     log(f"fp8_weights: {reason}; falling back to float8 storage with layerwise casting (half the weight memory, "
         "no speed-up)")
     denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=denoiser.dtype)

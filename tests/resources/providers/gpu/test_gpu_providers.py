@@ -291,9 +291,12 @@ def test_a_lora_that_is_not_here_makes_the_provider_unavailable(tiny_folders, tm
     assert "lora_2" in absent_file.availability().reason and "no such file" in absent_file.availability().reason
 
 
-def test_a_lora_on_a_pipeline_without_a_lora_loader_is_refused(tiny_folders, tiny_loras):
+def test_options_a_pipeline_lacks_are_refused_by_name(tiny_folders, tiny_loras):
     provider = clip_provider(tiny_folders, "hunyuan_i2v", lora=str(tiny_loras["transformer"]))
     with pytest.raises(ValueError, match="HunyuanVideo15ImageToVideoPipeline has no LoRA loader"):
+        provider.render_clip(clip_request(), print)
+    provider = clip_provider(tiny_folders, "hunyuan_i2v", cache_hook="first_block_cache")
+    with pytest.raises(ValueError, match="first_block_cache does not apply to HunyuanVideo15Transformer3DModel"):
         provider.render_clip(clip_request(), print)
 
 
