@@ -12,6 +12,7 @@ nightly catalog refresh, so a SKU that always fails costs a few runs a day, not 
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -114,19 +115,19 @@ def skus_of_run(run: dg.DagsterRun, positions: dict[str, int], order: Sequence[s
 
 
 def renders_sku(run: dg.DagsterRun, job_name: str) -> bool:
-    if run.job_name == job_name:
+    """Runs of the SKU job, of its per-queue variants (`sku_video_{queue}_job`, pipelines/jobs.py) and UI backfills
+    that publish SKU videos."""
+    if run.job_name == job_name or re.fullmatch(rf"{re.escape(job_name.removesuffix('_job'))}_\w+_job", run.job_name):
         return True
     selection = run.asset_selection or set()
     return run.job_name == IMPLICIT_ASSET_JOB and dg.AssetKey("published_video") in selection
 
 
 def sku_runs(instance: dg.DagsterInstance, job_name: str, statuses: list, created_after: datetime | None = None):
-    """Run records of SKU renders: the SKU job's and UI backfills' over the sku partitions."""
-    for name in (job_name, IMPLICIT_ASSET_JOB):
-        for record in instance.get_run_records(dg.RunsFilter(job_name=name, statuses=statuses,
-                                                             created_after=created_after)):
-            if renders_sku(record.dagster_run, job_name):
-                yield record
+    """Run records of SKU renders with these statuses (created after `created_after`)."""
+    for record in instance.get_run_records(dg.RunsFilter(statuses=statuses, created_after=created_after)):
+        if renders_sku(record.dagster_run, job_name):
+            yield record
 
 
 def retry_window(instance: dg.DagsterInstance) -> tuple[str, float]:
