@@ -82,9 +82,17 @@ def videokit_from(repo: Path):
     sys.path.insert(0, str(repo))
     for name in [name for name in sys.modules if name == "videokit" or name.startswith("videokit.")]:
         del sys.modules[name]
-    modules = tuple(importlib.import_module(f"videokit.{name}") for name in ("brand", "compose", "motion"))
-    sys.path.remove(str(repo))
-    return modules
+    # Checkouts since the layout by product keep these in videokit.media / videokit.sku_video; older ones flat.
+    layouts = (("media.brand", "sku_video.compose", "sku_video.motion"), ("brand", "compose", "motion"))
+    try:
+        for names in layouts:
+            try:
+                return tuple(importlib.import_module(f"videokit.{name}") for name in names)
+            except ModuleNotFoundError:
+                continue
+        raise SystemExit(f"{repo}: no videokit with brand, compose and motion modules")
+    finally:
+        sys.path.remove(str(repo))
 
 
 def main() -> None:
@@ -92,11 +100,13 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=HERE, help="checkout whose videokit renders the frames")
     parser.add_argument("--aspect", default="16:9", choices=("16:9", "9:16", "1:1"))
     parser.add_argument("--limit", type=int, default=None, help="first N sample SKUs only")
+    parser.add_argument("--sku", action="append", default=[], help="only these sample SKUs (repeatable)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     kits = load_brands()
     modules = videokit_from(args.repo.resolve())
-    sheet = contact_sheet(sample_rows(args.limit), args.aspect, modules, kits)
+    rows = [row for row in sample_rows(args.limit) if not args.sku or row["sku_id"] in args.sku]
+    sheet = contact_sheet(rows, args.aspect, modules, kits)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out, optimize=True)
     print(f"{args.out}: {sheet.width}x{sheet.height}")

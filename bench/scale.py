@@ -172,25 +172,27 @@ def partitions_in(run, instance: dg.DagsterInstance) -> list[str]:
 def pure_work(sample: list[str], storage_root: Path) -> tuple[float, float]:
     """Wall and CPU seconds of the keyframe, clip, QA and publish work a run does for `sample`, without Dagster."""
     from assets.catalog.sku_catalog import sku_lookup
+    from assets.sku_video.artifacts import load_files, renditions
     from assets.sku_video.clips import ClipConfig, render_attempt
     from assets.sku_video.keyframes import render_keyframe
-    from assets.sku_video.publish import publish_files
+    from assets.sku_video.publish import publish_renditions
     from pipelines.resources import build_resources
     from resources.storage import StorageResource
     from videokit.sku_video.compose import KeyframeLayers
-    from videokit.sku_video.qa import ClipScores
 
     resources = build_resources()
     storage = StorageResource(root=str(storage_root))
     started, cpu_started = time.perf_counter(), time.process_time()
     lookup = sku_lookup(storage)
     for sku_id in sample:
-        sku = lookup(sku_id)
-        keyframe = render_keyframe(storage, sku, resources["compose"], lambda _: None)
-        layers = KeyframeLayers.from_files({n: storage.read_bytes(k) for n, k in keyframe["files"].items()})
-        clip, _ = render_attempt(storage, sku, keyframe, layers, "motion", resources["motion"], ClipConfig(), 0, 1,
-                                 lambda _: None)
-        publish_files(storage, sku, clip, keyframe, ClipScores(**clip["scores"]), 5)
+        passed = []
+        for rendition in renditions(lookup(sku_id)):
+            keyframe = render_keyframe(storage, rendition, resources["compose"], lambda _: None)
+            layers = KeyframeLayers.from_files(load_files(storage, keyframe))
+            clip, _ = render_attempt(storage, rendition, keyframe, layers, "motion", resources["motion"],
+                                     ClipConfig(), 0, 1, lambda _: None)
+            passed.append((rendition, clip, keyframe, 5))
+        publish_renditions(storage, sku_id, passed)
     return time.perf_counter() - started, time.process_time() - cpu_started
 
 

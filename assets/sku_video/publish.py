@@ -121,6 +121,17 @@ def copy_published(storage: StorageResource, rendition: Rendition, clip_record: 
     return len(video)
 
 
+def publish_renditions(storage: StorageResource, sku_id: str,
+                       passed: list[tuple[Rendition, ClipRecord, KeyframeRecord, int]]) -> list[dict]:
+    """Copy each QA-passed rendition's files, then write the SKU's manifest rows (the commit point, written after
+    every file it names). `passed` holds (rendition, clip record, keyframe record, number of clip checks)."""
+    rows = [manifest_row(rendition, clip_record, keyframe_record, copy_published(storage, rendition, clip_record),
+                         n_checks)
+            for rendition, clip_record, keyframe_record, n_checks in passed]
+    write_parquet(storage, manifest_key(sku_id), pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
+    return rows
+
+
 def is_current(row: dict | None, rendition: Rendition) -> bool:
     """A row written before the URL settings changed (or by an older release, with no aspect) is written again."""
     video_key, _ = published_keys(rendition)
@@ -176,11 +187,7 @@ def published_video(
             if reused:
                 rows = [existing[rendition.aspect] for rendition, *_ in passed]
             else:
-                rows = [manifest_row(rendition, clip_record, keyframe_record,
-                                     copy_published(storage, rendition, clip_record), n_checks)
-                        for rendition, clip_record, keyframe_record, n_checks in passed]
-                # The manifest file is the commit point: written after every file it names.
-                write_parquet(storage, manifest_key(sku.sku_id), pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
+                rows = publish_renditions(storage, sku.sku_id, passed)
         own_cost = prices.table.cost(provider="publish", model="copy", cpu_s=usage.cpu_s, wall_s=usage.wall_s)
         in_manifest = merge_outcomes([
             (rendition, [CheckOutcome("published_video_in_manifest", True, f"published {row['video_key']}",
