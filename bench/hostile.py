@@ -129,6 +129,7 @@ def reader_inputs(folder: Path, names: list[str], storage: StorageResource) -> l
 
     def packshot(name):
         result = intake_packshots([name], base=str(folder), storage=storage, max_pixels=40_000_000)[name]
+        result = getattr(result, "reason", result)  # ImageUnavailable: refused or missing, said the same way
         return result if isinstance(result, str) else None
 
     def brand_logo(name):
