@@ -15,6 +15,7 @@ from assets.costs.estimate import Capacity, Estimate, estimate_backfill
 from assets.partitions import sku_partitions
 from assets.sku_video.clips import CLIP_PROVIDERS
 from assets.sku_video.keyframes import KEYFRAME_PROVIDERS
+from resources import storage_keys
 from resources.ledger import LedgerResource
 from resources.pricing import PricesResource
 from resources.provider_limits import LimitsError, load_limits
@@ -22,7 +23,7 @@ from resources.providers.emulation import EMULATED_SCOPE
 from resources.routing import RoutingResource, load_policy
 from resources.storage import StorageResource
 
-REPORT_CHART_KEY = "reports/cost_report.png"
+REPORT_CHART_KEY = storage_keys.COST_REPORT_CHART
 
 
 class EstimateConfig(dg.Config):
