@@ -22,6 +22,7 @@ from pipelines.executors import BROKER_ENV
 # Per worker process: a gpu worker runs one step at a time (one GPU, one resident model); an api worker
 # mostly waits on providers (the `api` pool's leases still bound how many render at once); cpu uses the cores.
 DEFAULT_CONCURRENCY = {"gpu": 1, "api": 4}
+START_CHECK_RETRY_S = 5.0
 
 
 class WorkerSetupError(RuntimeError):
@@ -77,13 +78,13 @@ def check_environment(log) -> None:
                 log("warning: the instance is SQLite in DAGSTER_HOME; workers on other machines need a shared "
                     "instance (dagster.postgres.yaml)")
     except Exception as error:  # noqa: BLE001 - any failure to reach it is reported the same way
-        raise WorkerSetupError(f"cannot reach the Dagster instance in {home}: {type(error).__name__}: "
-                               f"{str(error).splitlines()[0] if str(error) else ''}") from None
+        raise WorkerSetupError(f"cannot reach the Dagster instance in {home}: {root_cause(error)}") from None
     from resources.storage import StorageResource
 
     root = os.environ.get("SKUVID_STORAGE_ROOT", ".data")
     try:
-        StorageResource(root=root).exists(f"workers/{socket.gethostname()}.probe")
+        # A short retry: at start an unreachable store is a setting to fix, not an outage to wait out.
+        StorageResource(root=root, retry_s=START_CHECK_RETRY_S).exists(f"workers/{socket.gethostname()}.probe")
     except Exception as error:  # noqa: BLE001 - any failure to reach it is reported the same way
         raise WorkerSetupError(f"cannot reach the storage SKUVID_STORAGE_ROOT={root}: {type(error).__name__}: "
                                f"{error}") from None
@@ -92,6 +93,14 @@ def check_environment(log) -> None:
     if not os.environ.get("SKUVID_LEDGER_URL", "").startswith("postgresql"):
         log("warning: the ledger is not PostgreSQL (SKUVID_LEDGER_URL); workers on other machines need one "
             "shared ledger, or a paid job could be sent from two machines")
+
+
+def root_cause(error: BaseException) -> str:
+    """The first line of the innermost error: the driver's own words (host and port), not the retry wrapper's."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def worker_command(queues: list[str], concurrency: int, name: str, loglevel: str) -> list[str]:
@@ -121,7 +130,7 @@ def run_worker(args, console) -> int:
         name = args.name or f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}"
         command = worker_command(queues, concurrency, name, args.loglevel)
     except WorkerSetupError as error:
-        console.print(f"[red]skuvid worker: {error}[/red]")
+        console.print(f"skuvid worker: {error}", style="red", soft_wrap=True, markup=False)
         return 2
     console.print(f"worker {name}: queues {', '.join(queues)}, {concurrency} at a time")
     # The `celery` command that dagster-celery starts lives beside this interpreter.

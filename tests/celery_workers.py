@@ -131,9 +131,17 @@ class CeleryWorker:
 
 
 def start_celery_worker(queues: str | tuple[str, ...], env: Mapping[str, str], log_dir: Path, *,
-                        name: str | None = None, concurrency: int = 1, timeout_s: float = 60.0,
+                        name: str | None = None, concurrency: int = 1, timeout_s: float = 120.0,
                         skip_checks: bool = False) -> CeleryWorker:
     """`skuvid worker --queues ...` in its own process group; returns once Celery says it is ready."""
+    worker = spawn_celery_worker(queues, env, log_dir, name=name, concurrency=concurrency, skip_checks=skip_checks)
+    wait_until_ready(worker, timeout_s)
+    return worker
+
+
+def spawn_celery_worker(queues: str | tuple[str, ...], env: Mapping[str, str], log_dir: Path, *,
+                        name: str | None = None, concurrency: int = 1, skip_checks: bool = False) -> CeleryWorker:
+    """Start `skuvid worker --queues ...` in its own process group without waiting for it."""
     queues = (queues,) if isinstance(queues, str) else tuple(queues)
     name = name or f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -143,17 +151,40 @@ def start_celery_worker(queues: str | tuple[str, ...], env: Mapping[str, str], l
                "--name", name, "--concurrency", str(concurrency)] + (["--skip-checks"] if skip_checks else [])
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=dict(env),
                                start_new_session=True)
-    worker = CeleryWorker(name, queues, log_path, process, log_file)
+    return CeleryWorker(name, queues, log_path, process, log_file)
+
+
+def wait_until_ready(worker: CeleryWorker, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log_file.close()
-            raise RuntimeError(f"worker {name} exited with {process.returncode}: {worker.log()[-3000:]}")
+        if worker.process.poll() is not None:
+            worker.stop()
+            raise RuntimeError(f"worker {worker.name} exited with {worker.process.returncode}: {worker.log()[-3000:]}")
         if " ready." in worker.log():
-            return worker
+            return
         time.sleep(0.2)
     worker.stop()
-    raise RuntimeError(f"worker {name} not ready after {timeout_s}s: {worker.log()[-3000:]}")
+    raise RuntimeError(f"worker {worker.name} not ready after {timeout_s}s: {worker.log()[-3000:]}")
+
+
+@contextmanager
+def celery_workers(specs: list[dict], env: Mapping[str, str], log_dir: Path, timeout_s: float = 120.0
+                   ) -> Iterator[dict[str, CeleryWorker]]:
+    """Several workers started at once (their start-ups overlap), by name; each spec holds `queues` and
+    optionally `name`, `concurrency`, `skip_checks`, `env` (overrides for that worker)."""
+    workers: dict[str, CeleryWorker] = {}
+    try:
+        for spec in specs:
+            spec = dict(spec)
+            worker_env = {**env, **spec.pop("env", {})}
+            worker = spawn_celery_worker(spec.pop("queues"), worker_env, log_dir, **spec)
+            workers[worker.name] = worker
+        for worker in workers.values():
+            wait_until_ready(worker, timeout_s)
+        yield workers
+    finally:
+        for worker in workers.values():
+            worker.stop()
 
 
 @contextmanager
