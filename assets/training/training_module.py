@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -37,6 +37,7 @@ from assets.training.inputs import (
     look_of,
     resolve_visuals,
 )
+from assets.training.records import ModuleRecord, ScenePart, SceneRecord, read_training_record
 from resources import storage_keys
 from resources.api_client.errors import ProviderError
 from resources.ledger import LedgerError, LedgerResource
@@ -52,7 +53,7 @@ from resources.presenters.heygen import HeyGenPresenter
 from resources.pricing import CostRecord, PricesResource
 from resources.storage import StorageResource
 from videokit.media.encode import encode_jpeg
-from videokit.training.captions import Chapter, Cue, chapters_json, chapters_webvtt, shifted, webvtt
+from videokit.training.captions import Chapter, chapters_json, chapters_webvtt, shifted, webvtt
 from videokit.training.module_assembly import (
     AssemblySettings,
     ModuleFileReport,
@@ -153,39 +154,34 @@ def presenter_key(provider: str, job_key: str) -> str:
 # --------------------------------------------------------------------------- scene cache
 
 
-def save_scene(storage: StorageResource, key: str, rendered, title: str) -> dict:
+def save_scene(storage: StorageResource, key: str, rendered, title: str) -> SceneRecord:
     """Write a rendered scene's parts and audio, then its record (the commit point)."""
     prefix = scene_prefix(key)
     parts = []
     for index, part in enumerate(rendered.pieces.parts):
         name = f"part-{index}.mp4"
         storage.write_bytes(f"{prefix}/{name}", part.mp4)
-        parts.append({"file": name, "frames": part.frames, "repeat": part.repeat})
+        parts.append(ScenePart(file=name, frames=part.frames, repeat=part.repeat))
     storage.write_bytes(f"{prefix}/audio.m4a", rendered.pieces.audio)
-    record = {
-        "key": key,
-        "title": title,
-        "n_frames": rendered.pieces.n_frames,
-        "parts": parts,
-        "speech_s": rendered.speech_s,
-        "cues": [asdict(cue) for cue in rendered.cues],
-        "tts_chars": rendered.tts_chars,
-        "cpu_s": rendered.cpu_s,
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-    storage.write_json(f"{prefix}/scene.json", record)
+    record = SceneRecord(
+        key=key,
+        title=title,
+        n_frames=rendered.pieces.n_frames,
+        parts=tuple(parts),
+        speech_s=rendered.speech_s,
+        cues=tuple(rendered.cues),
+        tts_chars=rendered.tts_chars,
+        cpu_s=rendered.cpu_s,
+        created_at=datetime.now(UTC),
+    )
+    storage.write_json(f"{prefix}/scene.json", record.to_json())
     return record
 
 
-def load_scene(storage: StorageResource, record: Mapping) -> ScenePieces:
-    prefix = scene_prefix(record["key"])
-    parts = [
-        VideoPart(storage.read_bytes(f"{prefix}/{p['file']}"), p["frames"], p["repeat"])
-        for p in record["parts"]
-    ]
-    return ScenePieces(
-        parts=parts, audio=storage.read_bytes(f"{prefix}/audio.m4a"), n_frames=record["n_frames"]
-    )
+def load_scene(storage: StorageResource, record: SceneRecord) -> ScenePieces:
+    prefix = scene_prefix(record.key)
+    parts = [VideoPart(storage.read_bytes(f"{prefix}/{p.file}"), p.frames, p.repeat) for p in record.parts]
+    return ScenePieces(parts=parts, audio=storage.read_bytes(f"{prefix}/audio.m4a"), n_frames=record.n_frames)
 
 
 # --------------------------------------------------------------------------- presenters
@@ -436,13 +432,13 @@ def plan_module(module: str, script_uri: str, storage: StorageResource,
     return ModulePlan(module, script_uri, script, look, plan, visuals, stills, requests, keys, module_key, scope)
 
 
-def cached_scenes(storage: StorageResource, keys: list[str], module_stored: bool) -> dict[int, dict]:
-    """Scene records already in storage, by scene index (all of them when the module itself is stored)."""
+def cached_scenes(storage: StorageResource, keys: list[str]) -> dict[int, SceneRecord]:
+    """Scene records already in storage (and readable), by scene index."""
     records = {}
     for index, key in enumerate(keys):
-        pointer = f"{scene_prefix(key)}/scene.json"
-        if module_stored or storage.exists(pointer):
-            records[index] = storage.read_json(pointer)
+        record = read_training_record(storage, f"{scene_prefix(key)}/scene.json", SceneRecord)
+        if record is not None:
+            records[index] = record
     return records
 
 
@@ -461,7 +457,7 @@ def buy_presenter_clips(storage: StorageResource, ledger: LedgerResource | None,
 
 
 def render_missing_scenes(storage: StorageResource, plan: ModulePlan, missing: list[int], clips: dict[int, bytes],
-                          workers: int, settings: AssemblySettings, records: dict[int, dict]) -> int:
+                          workers: int, settings: AssemblySettings, records: dict[int, SceneRecord]) -> int:
     """Render and store the scenes not cached, adding their records; returns the characters sent to TTS."""
     script = plan.script
     specs = [
@@ -475,12 +471,12 @@ def render_missing_scenes(storage: StorageResource, plan: ModulePlan, missing: l
     return tts_chars
 
 
-def module_report(plan: ModulePlan, ordered: list[dict], files: dict[str, str], *, reused: bool, rendered: int,
+def module_report(plan: ModulePlan, ordered: list[SceneRecord], files: dict[str, str], *, reused: bool, rendered: int,
                   tts_chars: int, spend: PresenterSpend, cost: CostRecord, rates: dict[str, float],
                   cpu_s: float, wall_s: float, settings: AssemblySettings,
                   file_report: ModuleFileReport) -> ModuleReport:
     script, presenter = plan.script, plan.presenter
-    speech_s = sum(record["speech_s"] for record in ordered)
+    speech_s = sum(record.speech_s for record in ordered)
     presenter_s = speech_s if presenter.provider is not None else 0.0
     own_rate = rates.get(presenter.provider.price_key(), 0.0) if presenter.provider is not None else 0.0
     return ModuleReport(
@@ -489,7 +485,7 @@ def module_report(plan: ModulePlan, ordered: list[dict], files: dict[str, str], 
         script=plan.script_uri,
         module_key=plan.module_key,
         prefix=plan.prefix,
-        duration_s=sum(record["n_frames"] for record in ordered) / settings.fps,
+        duration_s=sum(record.n_frames for record in ordered) / settings.fps,
         scenes=len(plan.keys),
         scenes_rendered=rendered,
         scenes_reused=len(plan.keys) - rendered,
@@ -539,9 +535,9 @@ def build_module(
     clock = ProcessClock()
     settings = settings or AssemblySettings()
     plan = plan_module(module, script_uri, storage, presenters or {}, presenter, budget_usd, settings, log)
-    module_pointer = f"{plan.prefix}/module.json"
-    reused = storage.exists(module_pointer)
-    records = cached_scenes(storage, plan.keys, reused)
+    module_record = read_training_record(storage, f"{plan.prefix}/module.json", ModuleRecord)
+    records = cached_scenes(storage, plan.keys)
+    reused = module_record is not None and len(records) == len(plan.keys)
     missing = [index for index in range(len(plan.keys)) if index not in records]
     log(
         f"{module}: {len(plan.script.scenes)} scenes, {plan.script.words} words; {len(missing)} to render, "
@@ -553,7 +549,7 @@ def build_module(
     tts_chars = render_missing_scenes(storage, plan, missing, clips, workers, settings, records)
     ordered = [records[i] for i in range(len(plan.keys))]
     if reused:
-        files = storage.read_json(module_pointer)["files"]
+        files = module_record.files
     else:
         files = write_module(storage, plan.prefix, plan.script, ordered, settings, plan.look)
     file_report = inspect_module(storage.read_bytes(files["module.mp4"]))
@@ -644,16 +640,16 @@ def write_module(
     storage: StorageResource,
     prefix: str,
     script: ModuleScript,
-    records: list[dict],
+    records: list[SceneRecord],
     settings: AssemblySettings,
     look,
 ) -> dict[str, str]:
     """Join the scenes, write the video, captions, chapters and poster, then module.json (the commit point)."""
     chapters, cues, start = [], [], 0.0
     for scene, record in zip(script.scenes, records):
-        length = record["n_frames"] / settings.fps
+        length = record.n_frames / settings.fps
         chapters.append(Chapter(round(start, 3), round(start + length, 3), scene.title))
-        cues += shifted([Cue(**cue) for cue in record["cues"]], start)
+        cues += shifted(list(record.cues), start)
         start += length
     mp4 = assemble(
         [load_scene(storage, record) for record in records],
@@ -676,15 +672,9 @@ def write_module(
     for name, data in outputs.items():
         storage.write_bytes(f"{prefix}/{name}", data)
         files[name] = f"{prefix}/{name}"
-    storage.write_json(
-        f"{prefix}/module.json",
-        {
-            "files": files,
-            "title": script.title,
-            "scenes": [r["key"] for r in records],
-            "created_at": datetime.now(UTC).isoformat(),
-        },
-    )
+    module_record = ModuleRecord(files=files, title=script.title, scenes=tuple(r.key for r in records),
+                                 created_at=datetime.now(UTC))
+    storage.write_json(f"{prefix}/module.json", module_record.to_json())
     return files
 
 
