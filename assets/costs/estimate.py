@@ -126,10 +126,12 @@ def estimate_backfill(
     """Route every SKU to the first available provider of its chains and add up what the renders cost."""
     counts: dict[tuple[str, str], float] = defaultdict(float)
     rows = list(skus)
-    for sku in rows:
+    # A SKU listing several aspects renders a keyframe and a clip per aspect.
+    renditions = [max(1, len(str(sku.get("aspects") or "").split())) for sku in rows]
+    for sku, aspects in zip(rows, renditions):
         route = policy.route(sku)
-        counts[("keyframe", first_available(route.keyframe, available))] += 1
-        counts[("clip", first_available(route.clip, available))] += 1 + capacity.retake_rate
+        counts[("keyframe", first_available(route.keyframe, available))] += aspects
+        counts[("clip", first_available(route.clip, available))] += aspects * (1 + capacity.retake_rate)
     lines, wall = tally(((stage, p, n) for (stage, p), n in counts.items()), prices, capacity)
     keyframe_counts = [(stage, p, n) for (stage, p), n in counts.items() if stage == "keyframe"]
     baselines = {}
@@ -137,7 +139,7 @@ def estimate_backfill(
     for api in BASELINES:
         if api not in prices.providers:
             continue
-        base_lines, base_wall = tally([*keyframe_counts, ("clip", api, len(rows) * (1 + capacity.retake_rate))],
+        base_lines, base_wall = tally([*keyframe_counts, ("clip", api, sum(renditions) * (1 + capacity.retake_rate))],
                                       prices, capacity)
         base_total = sum(line.total_usd for line in base_lines)
         baselines[f"all {api}"] = {

@@ -95,3 +95,18 @@ def test_one_sku_in_three_aspects_is_checked_and_published_three_times(three_asp
             meta = again.asset_materializations_for_node(asset)[-1].metadata
             assert meta["reused"].value is True and meta["cost_usd"].value == 0.0
         assert pd.testing.assert_frame_equal(read_manifest(storage), manifest) is None
+
+
+def test_a_backfill_estimate_counts_every_aspect():
+    from assets.costs.estimate import Capacity, estimate_backfill
+    from resources.pricing import PricesResource
+    from resources.routing import load_policy
+
+    prices = PricesResource().table
+    row = {"sku_id": "S-1", "title": "T", "category": "kitchen", "brand": "b", "tier": "bulk", "prompt": "",
+           "aspect": "16:9"}
+    one = estimate_backfill([row], load_policy(prices, None), prices, Capacity(retake_rate=0.0))
+    three = estimate_backfill([{**row, "aspects": "16:9 9:16 1:1"}], load_policy(prices, None), prices,
+                              Capacity(retake_rate=0.0))
+    assert sum(line.renders for line in three.lines) == 3 * sum(line.renders for line in one.lines) == 6
+    assert three.total_usd == pytest.approx(3 * one.total_usd)
