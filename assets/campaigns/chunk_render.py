@@ -23,6 +23,7 @@ from videokit.campaigns.smart_render import AspectPlan, prepare_aspect
 from videokit.campaigns.spec import TextSlot
 
 Log = Callable[[str], None]
+PROGRESS_EVERY = 10  # clips between progress lines in the step's log
 
 
 def slot_contents(chunk: CampaignChunk, recipient: RecipientWork, logos: dict[str, bytes]) -> tuple[SlotContent, ...]:
@@ -52,6 +53,13 @@ def prepared_folder(storage: StorageResource, chunk: CampaignChunk, cache_dir: s
     return folder, 0.0
 
 
+def log_progress(log: Log, chunk: CampaignChunk, done: int, elapsed_s: float) -> None:
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
+    left = (len(chunk.recipients) - done) / rate / 60 if rate else 0.0
+    log(f"chunk {chunk.mapping_key}: {done}/{len(chunk.recipients)} clips, {60 * rate:.1f} clips/min, "
+        f"about {left:.1f} min left")
+
+
 def render_chunk(storage: StorageResource, chunk: CampaignChunk, *, run_id: str, cache_dir: str,
                  log: Log = print) -> ChunkOutcome:
     started, cpu0 = time.time(), time.process_time()
@@ -59,7 +67,9 @@ def render_chunk(storage: StorageResource, chunk: CampaignChunk, *, run_id: str,
     logos = read_logos(storage, chunk)
     rows, rejects, psnrs, steps = [], [], [], []
     qa_failed = 0
-    for recipient in chunk.recipients:
+    for done, recipient in enumerate(chunk.recipients):
+        if done and done % PROGRESS_EVERY == 0:
+            log_progress(log, chunk, done, time.time() - started)
         result = render_recipient(RenderJob(recipient.recipient_id, chunk.aspect, folder,
                                             slot_contents(chunk, recipient, logos)))
         if result.mp4 is None:
