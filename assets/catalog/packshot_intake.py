@@ -8,9 +8,9 @@ about 0.5 ms of Python per image (the PNG check and the two requests).
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from assets.catalog.rows import check_image, source_key
+from assets.catalog.rows import ImageUnavailable, check_image, source_key
 from resources import storage_keys
-from resources.sources import SourceError, held_source
+from resources.sources import SourceError, SourceRefused, held_source
 from resources.storage import StorageResource
 
 THREADS = 16
@@ -28,17 +28,21 @@ class Packshot:
         return source_key(self.sha256, self.format)
 
 
-def intake_packshots(uris: list[str], *, base: str, storage: StorageResource, max_pixels: int) -> dict[str, Packshot | str]:
-    """Packshot (or the reason it was rejected) for each distinct URI; good images end up under `sources/`."""
+def intake_packshots(uris: list[str], *, base: str, storage: StorageResource,
+                     max_pixels: int) -> dict[str, Packshot | ImageUnavailable | str]:
+    """Packshot, ImageUnavailable (it could not be read: it may land later) or the reason it was rejected, for
+    each distinct URI; good images end up under `sources/`."""
     existing = frozenset(storage.list_keys(storage_keys.SOURCES_PREFIX))
 
-    def intake_one(uri: str) -> tuple[str, Packshot | str]:
+    def intake_one(uri: str) -> tuple[str, Packshot | ImageUnavailable | str]:
         # The bytes stay counted against the source policy's memory budget until they are checked and stored,
         # so the threads never hold more than the budget between them, whatever the images weigh.
         try:
             with held_source(uri, base=base) as data:
                 return uri, check_and_store(uri, data)
-        except SourceError as error:  # the source policy's reason already names the URI
+        except SourceRefused as error:  # missing and refused read alike to the submitter (no existence oracle)
+            return uri, ImageUnavailable(str(error))
+        except SourceError as error:  # too large or too slow: waiting would not change it
             return uri, str(error)
 
     def check_and_store(uri: str, data: bytes) -> Packshot | str:

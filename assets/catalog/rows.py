@@ -11,7 +11,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -66,10 +66,18 @@ class CheckedImage:
     data: bytes
 
 
+@dataclass(frozen=True)
+class ImageUnavailable:
+    """A packshot that could not be read (yet): its row waits for it when the ingest allows waiting."""
+
+    reason: str
+
+
 @dataclass
 class ValidatedCatalog:
     accepted: pd.DataFrame
     rejects: list[Reject]
+    waiting: dict[int, ImageUnavailable] = field(default_factory=dict)  # row number -> why its image is not here
 
     def rejects_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.rejects], columns=list(Reject.__dataclass_fields__))
@@ -316,18 +324,23 @@ def validate_catalog(
     source: str,
     brand_fingerprints: Mapping[str, str],
     check_images: Callable[[list[str]], Mapping[str, Any]],
+    row_numbers: list[int] | None = None,
+    wait_for_images: bool = False,
 ) -> ValidatedCatalog:
     """Validate every row; accepted rows get their image's sha256, format, storage key and content hash.
 
-    `check_images` maps image URIs to an object with sha256/format/key, or to the reason the image is bad.
+    `check_images` maps image URIs to an object with sha256/format/key, to the reason the image is bad, or to
+    ImageUnavailable: with `wait_for_images` such a row is set aside as waiting, otherwise it is rejected.
+    `row_numbers` are the rows' numbers in their file when `table` is a part of it (rows retried later).
     """
     rows = table.to_dict("records")
     for row in rows:
         row["aspect"] = row["aspect"] or OPTIONAL_COLUMNS["aspect"]
     rejects: list[Reject] = []
+    waiting: dict[int, ImageUnavailable] = {}
     first_seen: dict[str, tuple[int, str]] = {}
     candidates: list[tuple[int, dict]] = []
-    for number, row in enumerate(rows, start=1):
+    for number, row in zip(row_numbers or range(1, len(rows) + 1), rows, strict=True):
         problems = field_problems(row, brand_fingerprints)
         sku_id = row["sku_id"]
         folded = sku_id.lower()  # ids are ASCII (SKU_ID), so lower() is their case-insensitive form
@@ -346,6 +359,11 @@ def validate_catalog(
     accepted = []
     for number, row in candidates:
         image = images[row["image"]]
+        if isinstance(image, ImageUnavailable):
+            if wait_for_images:
+                waiting[number] = image
+                continue
+            image = image.reason
         if isinstance(image, str):
             rejects.append(Reject(source, number, row["sku_id"], "image", clip(image, MAX_REASON_CHARS)))
             continue
@@ -364,7 +382,7 @@ def validate_catalog(
     rejects.sort(key=lambda r: (r.row, r.field))
     frame = pd.DataFrame(accepted, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "image_sha256", "image_format",
                                             "image_key", "content_hash", "source", "row"])
-    return ValidatedCatalog(frame, rejects)
+    return ValidatedCatalog(frame, rejects, waiting)
 
 
 def source_key(sha256: str, image_format: str) -> str:
