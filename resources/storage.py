@@ -224,8 +224,11 @@ def retry_config(retry_s: float) -> dict:
 
 
 @lru_cache(maxsize=64)
-def bucket_store(bucket: str, retry_s: float = DEFAULT_RETRY_S) -> S3ObjectStore:
+def bucket_store(bucket: str, retry_s: float | None = None) -> S3ObjectStore:
     """One client per bucket and process, configured like boto3: AWS_* variables, then boto3's credential chain.
+
+    `retry_s` rides out outages for that long (artifact storage); None keeps object_store's own short retries,
+    for readers that have their own deadline (sources).
 
     Object I/O goes through object_store (Rust) rather than boto3: about 0.2 ms of Python per request instead
     of about 1.7 ms, which is what lets one sensor tick copy a 10,000-image drop.
@@ -240,7 +243,7 @@ def bucket_store(bucket: str, retry_s: float = DEFAULT_RETRY_S) -> S3ObjectStore
         client_options={"allow_http": bool(endpoint and endpoint.startswith("http://")),
                         "connect_timeout": "5s", "timeout": "120s"},
         credential_provider=Boto3CredentialProvider(session),
-        retry_config=retry_config(retry_s),
+        **({"retry_config": retry_config(retry_s)} if retry_s is not None else {}),
     )
 
 
