@@ -35,7 +35,8 @@ rules:
 """
 BRANDS = "brands:\n  fresh:\n    background: {style: studio, colors: ['#F1ECE4', '#D6CBBB']}\n"
 # The shortest clip the asset accepts: 3 s at 12 fps (sizes are fixed per aspect).
-SKUS_PER_ROUTE = int(os.environ.get("SKUVID_TEST_SKUS_PER_ROUTE", "10"))
+# The issue asks for about 30 SKUs: SKUVID_TEST_SKUS_PER_ROUTE=10 runs that; 4 keeps `make test` inside its budget.
+SKUS_PER_ROUTE = int(os.environ.get("SKUVID_TEST_SKUS_PER_ROUTE", "4"))
 CLIP_RUN_CONFIG = {"ops": {"clip": {"config": {"duration_s": 3.0, "fps": 12}}}}
 
 
@@ -114,7 +115,7 @@ def write_catalog(folder: Path, rows: list[tuple[str, str, str]]) -> Path:
     return folder / "catalog.csv"
 
 
-def execute(env: dict, job: str, *, tags: dict | None = None, config: dict | None = None, timeout_s: float = 240
+def execute(env: dict, job: str, *, tags: dict | None = None, config: dict | None = None, timeout_s: float = 600
             ) -> subprocess.CompletedProcess:
     """`dagster job execute` as a launcher would run it: the run's steps go to the workers."""
     command = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", LOCATION, "-j", job]
@@ -133,7 +134,7 @@ def load_catalog(env: dict, catalog: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def sku_runs(env: dict) -> list[tuple[str, str, str]]:
+def sku_runs(env: dict, batch_size: int) -> list[tuple[str, str, str]]:
     """(job, first SKU, last SKU) per run: the launcher's choice of queue per SKU, in contiguous ranges."""
     code = (
         "import json\n"
@@ -141,7 +142,7 @@ def sku_runs(env: dict) -> list[tuple[str, str, str]]:
         "from pipelines.launch import sku_run_batches\n"
         "import dagster as dg\n"
         "with dg.DagsterInstance.get() as instance:\n"
-        "    print(json.dumps(sku_run_batches(instance, defs.resources)))\n"
+        f"    print(json.dumps(sku_run_batches(instance, defs.resources, batch_size={batch_size})))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -180,16 +181,17 @@ def test_mixed_routes_run_each_clip_on_its_queue(cluster, tmp_path, monkeypatch)
             + [(f"API-{i:02d}", "hero", "kitchen") for i in range(SKUS_PER_ROUTE)]
             + [(f"GPU-{i:02d}", "bulk", "generated") for i in range(SKUS_PER_ROUTE)])
     catalog = write_catalog(tmp_path / "catalog", rows)
-    last = f"{SKUS_PER_ROUTE - 1:02d}"
+    half = (SKUS_PER_ROUTE + 1) // 2  # two runs per queue: the second gpu run finds the model loaded
     specs = [{"queues": "cpu", "name": "cpu-w", "concurrency": 2}, {"queues": "api", "name": "api-w", "concurrency": 2},
              {"queues": "gpu", "name": "gpu-w"}]
     with celery_workers(specs, env, tmp_path / "logs"):
         load_catalog(env, catalog)
-        batches = sku_runs(env)
-        assert sorted(batches) == [("sku_video_api_job", "API-00", f"API-{last}"),
-                                   ("sku_video_cpu_job", "CPU-00", f"CPU-{last}"),
-                                   ("sku_video_gpu_job", "GPU-00", f"GPU-{last}")]
-        with ThreadPoolExecutor(len(batches)) as pool:
+        batches = sku_runs(env, half)
+        assert sorted(batches) == sorted(
+            (f"sku_video_{prefix.lower()}_job", f"{prefix}-{start:02d}", f"{prefix}-{min(start + half, SKUS_PER_ROUTE) - 1:02d}")
+            for prefix in ("CPU", "API", "GPU") for start in range(0, SKUS_PER_ROUTE, half))
+        batches.sort(key=lambda batch: batch[1][-2:])  # one run of each queue at a time
+        with ThreadPoolExecutor(3) as pool:
             done = list(pool.map(lambda b: execute(env, b[0], tags=range_tags(b[1], b[2]), config=CLIP_RUN_CONFIG),
                                  batches))
     for result in done:
@@ -197,18 +199,24 @@ def test_mixed_routes_run_each_clip_on_its_queue(cluster, tmp_path, monkeypatch)
 
     instance = instance_for(env, monkeypatch)
     try:
-        runs = {run.job_name: run for run in instance.get_runs() if run.job_name.startswith("sku_video_")}
-        assert set(runs) == {"sku_video_cpu_job", "sku_video_api_job", "sku_video_gpu_job"}
-        for queue in ("cpu", "api", "gpu"):
-            ran = workers_by_step(instance, runs[f"sku_video_{queue}_job"].run_id)
+        runs = [run for run in instance.get_runs() if run.job_name.startswith("sku_video_")]
+        assert sorted(run.job_name for run in runs) == sorted(batch[0] for batch in batches)
+        for run in runs:
+            queue = run.job_name.split("_")[2]
+            ran = workers_by_step(instance, run.run_id)
             assert ran == {"keyframe": ["cpu-w"], "clip": [f"{queue}-w"], "published_video": ["cpu-w"]}, queue
+        # The gpu worker's pool process keeps the model it loaded: two clip steps, one load.
+        loads = [entry for run in runs if run.job_name == "sku_video_gpu_job" for entry in instance.all_logs(run.run_id)
+                 if entry.step_key == "clip" and "loading " in entry.user_message and " from " in entry.user_message]
+        assert len(loads) == 1
         clip_providers = latest_metadata(instance, "clip", "provider")
+        why = latest_metadata(instance, "clip", "why")
     finally:
         instance.dispose()
     manifest = read_manifest(storage_for(env, monkeypatch))
     assert sorted(manifest["sku_id"]) == sorted(sku for sku, _, _ in rows)
     for prefix, provider in (("CPU", "motion"), ("API", "kling"), ("GPU", "wan")):
-        assert {clip_providers[sku] for sku, _, _ in rows if sku.startswith(prefix)} == {provider}
+        assert {clip_providers[sku] for sku, _, _ in rows if sku.startswith(prefix)} == {provider}, why
 
 
 @pytest.fixture(scope="module")
