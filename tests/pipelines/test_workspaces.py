@@ -17,13 +17,13 @@ BIN = Path(sys.executable).parent
 
 def test_production_workspace_reaches_the_documented_code_server(tmp_path):
     text = (REPO / "workspace.production.yaml").read_text()
-    command = shlex.split(re.search(r"^#\s+(dagster code-server start .*)$", text, re.MULTILINE).group(1))
+    command = shlex.split(re.search(r"^#\s+\.venv/bin/(skuvid code-server .*)$", text, re.MULTILINE).group(1))
     server = yaml.safe_load(text)["load_from"][0]["grpc_server"]
-    assert server["host"] == "127.0.0.1" and command[command.index("-h") + 1] == "127.0.0.1"
-    assert str(server["port"]) == command[command.index("-p") + 1]
+    assert server["host"] == "127.0.0.1" and command[command.index("--host") + 1] == "127.0.0.1"
+    assert str(server["port"]) == command[command.index("--port") + 1]
 
     port = free_port()  # the documented port may be taken on this machine
-    command[command.index("-p") + 1] = str(port)
+    command[command.index("--port") + 1] = str(port)
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {**server, "port": port}}]}))
     process = subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=REPO, stdout=subprocess.DEVNULL,
