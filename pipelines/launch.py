@@ -7,11 +7,11 @@ the backfill batch size (one run per range, each SKU with its own metadata and c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import dagster as dg
 
-from assets.catalog.sku_catalog import sku_lookup
+from assets.catalog.sku_catalog import read_catalog
 from assets.partitions import sku_partitions
 from assets.sku_video.clips import CLIP_PROVIDERS
 from assets.sku_video.per_sku import SKU_BATCH_SIZE
@@ -19,13 +19,26 @@ from pipelines.executors import queue_for_route
 from resources.routing import load_policy
 
 
+def queue_chooser(catalog, resources: Mapping[str, object]) -> Callable[[str], str]:
+    """sku_id -> the queue its clip asks for, from the catalog rows given and the routing policy."""
+    policy = load_policy(resources["prices"].table, resources["routing"].path)
+    providers = {name: resources[name] for name in CLIP_PROVIDERS}
+    fields = {row["sku_id"]: {str(k): str(v) for k, v in row.items()} for row in catalog.to_dict("records")}
+    chains = {}
+
+    def queue_of(sku_id: str) -> str:
+        chain = policy.route(fields[sku_id]).clip
+        if chain not in chains:
+            chains[chain] = queue_for_route(chain, providers)
+        return chains[chain]
+
+    return queue_of
+
+
 def sku_queues(sku_ids: list[str], resources: Mapping[str, object]) -> dict[str, str]:
     """SKU -> the queue its clip asks for, from the catalog in storage and the routing policy."""
-    storage, prices = resources["storage"], resources["prices"]
-    policy = load_policy(prices.table, resources["routing"].path)
-    providers = {name: resources[name] for name in CLIP_PROVIDERS}
-    lookup = sku_lookup(storage)
-    return {sku_id: queue_for_route(policy.route(lookup(sku_id).fields).clip, providers) for sku_id in sku_ids}
+    queue_of = queue_chooser(read_catalog(resources["storage"]), resources)
+    return {sku_id: queue_of(sku_id) for sku_id in sku_ids}
 
 
 def sku_run_batches(instance: dg.DagsterInstance, resources: Mapping[str, object],

@@ -13,7 +13,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,8 +181,12 @@ def decide(
     window: str,
     now: float,
     policy: RenderPolicy,
+    queue_of: Callable[[str], str] | None = None,
 ) -> Decision:
     """The run requests for the state given: pure, so the same state gives the same requests and run keys.
+
+    With `queue_of` (runs on Celery workers), SKUs are grouped by the queue their route asks for and each group
+    runs as `sku_video_{queue}_job`; a batch never spans SKUs of another queue.
 
     `catalog` is (sku_id, content_hash, content_since) per SKU; `attempts` counts finished runs of each SKU's
     current content in the current retry window.
@@ -209,27 +213,37 @@ def decide(
         keys[sku] = run_key(sku, content_hash, window, tried.count)
     done = {sku for sku, digest in current_hash.items() if published.get(sku) == digest}
     wanted = sorted(keys, key=positions.__getitem__)
-    if len(wanted) > policy.batch_threshold:
-        groups = batches(wanted, positions, partitions, done, policy.batch_size)
-    else:
-        groups = [[sku] for sku in wanted]
-    requests = [request_for(group, keys) for group in groups[: policy.max_runs_per_tick]]
-    deferred = sum(len(group) for group in groups[policy.max_runs_per_tick :])
+    by_queue: dict[str | None, list[str]] = {}
+    for sku in wanted:
+        by_queue.setdefault(queue_of(sku) if queue_of else None, []).append(sku)
+    groups: list[tuple[str | None, list[str]]] = []
+    for queue, skus in by_queue.items():
+        if len(wanted) > policy.batch_threshold:
+            groups += [(queue, group) for group in batches(skus, positions, partitions, done, policy.batch_size)]
+        else:
+            groups += [(queue, [sku]) for sku in skus]
+    groups.sort(key=lambda item: positions[item[1][0]])
+    requests = [request_for(group, keys, queue) for queue, group in groups[: policy.max_runs_per_tick]]
+    deferred = sum(len(group) for _, group in groups[policy.max_runs_per_tick :])
     return Decision(requests, len(wanted), unpublished_rendering, backing_off, gave_up, deferred)
 
 
-def request_for(group: list[str], keys: dict[str, str]) -> dg.RunRequest:
+def request_for(group: list[str], keys: dict[str, str], queue: str | None = None) -> dg.RunRequest:
+    job_name = f"sku_video_{queue}_job" if queue else None
     if len(group) == 1:
-        return dg.RunRequest(run_key=keys[group[0]], partition_key=group[0], tags={RENDER_TAG: "sku"})
+        return dg.RunRequest(run_key=keys[group[0]], partition_key=group[0], tags={RENDER_TAG: "sku"},
+                             job_name=job_name)
     digest = hashlib.sha256("\n".join(keys[sku] for sku in group).encode()).hexdigest()[:16]
     return dg.RunRequest(
         run_key=f"batch:{group[0]}..{group[-1]}:{len(group)}:{digest}",
         tags={RANGE_START_TAG: group[0], RANGE_END_TAG: group[-1], RENDER_TAG: "batch"},
+        job_name=job_name,
     )
 
 
 def render_decision(instance: dg.DagsterInstance, storage: StorageResource, catalog, *, job_name: str,
-                    policy: RenderPolicy, now: datetime | None = None) -> Decision:
+                    policy: RenderPolicy, now: datetime | None = None,
+                    queue_of: Callable[[str], str] | None = None) -> Decision:
     """Read the durable state (catalog rows given, manifest, partitions, runs) and decide."""
     now_s = (now or datetime.now(UTC)).timestamp()
     rows = list(zip(catalog["sku_id"], catalog["content_hash"],
@@ -253,4 +267,4 @@ def render_decision(instance: dg.DagsterInstance, storage: StorageResource, cata
                     ends = [t for t in (before.last_end, record.end_time or created) if t is not None]
                     attempts[sku] = Attempts(before.count + 1, max(ends))
     return decide(catalog=rows, published=published, partitions=partitions, in_flight=in_flight,
-                  attempts=attempts, window=window, now=now_s, policy=policy)
+                  attempts=attempts, window=window, now=now_s, policy=policy, queue_of=queue_of)

@@ -19,8 +19,11 @@ from assets.catalog.drops import REJECTS_SUFFIX, Drop
 from assets.catalog.rows import CATALOG_FORMATS
 from assets.catalog.sku_catalog import read_catalog_if_any
 from pipelines import settings
-from pipelines.jobs import catalog_job, sku_video_job
+from pipelines.executors import distributed
+from pipelines.jobs import catalog_job, sku_video_job, sku_video_queue_jobs
+from pipelines.launch import queue_chooser
 from pipelines.render_requests import TRIGGER_TAG, RenderPolicy, render_decision
+from pipelines.resources import build_resources
 from resources.storage import StorageResource
 
 __all__ = ["Drop", "DropCursor", "new_sku_drops", "sku_renders"]
@@ -122,7 +125,8 @@ def new_sku_drops(context: dg.SensorEvaluationContext):
 
 @dg.sensor(
     name="sku_renders",
-    job=sku_video_job,
+    # On Celery workers each SKU runs as the job of the queue its route asks for (pipelines/launch.py).
+    jobs=[sku_video_job, *sku_video_queue_jobs()],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a render of every accepted SKU whose current content is not published (new, changed or "
@@ -133,7 +137,9 @@ def sku_renders(context: dg.SensorEvaluationContext, storage: StorageResource):
     if catalog is None:
         return dg.SkipReason("no catalog yet")
     policy = RenderPolicy.from_env()
-    decision = render_decision(context.instance, storage, catalog, job_name=sku_video_job.name, policy=policy)
+    queue_of = queue_chooser(catalog, build_resources()) if distributed() else None
+    decision = render_decision(context.instance, storage, catalog, job_name=sku_video_job.name, policy=policy,
+                               queue_of=queue_of)
     if decision.gave_up:
         context.log.warning(f"{len(decision.gave_up):,} SKUs failed {policy.max_attempts} times and wait for the "
                             f"next nightly refresh: {', '.join(decision.gave_up[:20])}")

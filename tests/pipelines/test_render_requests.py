@@ -63,3 +63,20 @@ def test_a_sku_without_a_partition_is_not_requested():
     decision = decide(catalog=[("NEW-1", "h", "")], published={}, partitions=[], in_flight=set(), attempts={},
                       window="", now=0.0, policy=RenderPolicy())
     assert decision.run_requests == []
+
+
+def test_on_celery_workers_each_sku_runs_as_its_queues_job_and_batches_never_mix_queues():
+    queue_of = {sku: ("api" if int(sku[2:]) % 50 < 10 else "cpu") for sku in SKUS}.__getitem__
+    few = decide(catalog=CATALOG[:12], published={}, partitions=SKUS, in_flight=set(), attempts={}, window="",
+                 now=0.0, policy=RenderPolicy(), queue_of=queue_of)
+    assert {r.partition_key: r.job_name for r in few.run_requests} == {
+        sku: f"sku_video_{queue_of(sku)}_job" for sku in SKUS[:12]}
+    many = decide(catalog=CATALOG, published={}, partitions=SKUS, in_flight=set(), attempts={}, window="",
+                  now=0.0, policy=RenderPolicy(), queue_of=queue_of)
+    covered = []
+    for request in many.run_requests:
+        skus = partitions_of(request)
+        assert {f"sku_video_{queue_of(sku)}_job" for sku in skus} == {request.job_name}, "one queue per run"
+        covered += skus
+    assert sorted(covered) == SKUS
+    assert all(r.job_name is None for r in evaluate(skus=SKUS[:3]).run_requests), "in-process: the sensor's job"
