@@ -3,6 +3,8 @@
 # `make test` always has it: the GPU providers' tests run real diffusers code on tiny models, on the CPU.
 PYTHON ?= python3
 GPU ?= 0
+# Test processes: many tests wait on servers, emulators and subprocesses, so 3 keep 2 cores busy.
+TEST_WORKERS ?= 3
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
@@ -46,7 +48,7 @@ demo: setup
 	$(BIN)/python -m devkit.demo
 
 test: $(VENV)/.installed-gpu $(SAMPLES) $(INSTANCE)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 dev: setup
 	$(BIN)/dagster dev -h 127.0.0.1
