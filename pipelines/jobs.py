@@ -1,5 +1,7 @@
 """Jobs people launch: refresh the catalog, and render one SKU through keyframe, clip and publish."""
 
+import functools
+
 import dagster as dg
 
 from assets.campaigns.campaign_clips import campaign_clips
@@ -36,6 +38,7 @@ training_job = dg.define_asset_job(
 )
 
 
+@functools.cache  # one definition per queue: the sensor and Definitions must hold the same job
 def sku_video_queue_job(queue: str):
     """`sku_video_job` whose clip step goes to one Celery queue (keyframe and publish steps ask for `cpu`
     themselves); the launcher picks the job from the SKU's route (pipelines/executors.py)."""
