@@ -24,11 +24,9 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,17 +35,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import dagster as dg
-import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
 from bench.machine import machine_info
 from devkit.sample_art import draw_packshot
-from tests.celery_workers import celery_worker, redis_server, workers_by_step
+from tests.celery_workers import (
+    celery_worker,
+    job_execute,
+    launcher_batches,
+    new_database,
+    redis_server,
+    workers_by_step,
+)
 from tests.servers import postgres, seaweedfs
 
 console = Console(width=140)
-LOCATION = "tests.pipelines.celery_location"  # the project's Definitions, resources from the environment
 ROUTING = """\
 retakes: 0
 default: {keyframe: [compose], clip: [motion]}
@@ -65,12 +68,7 @@ class Servers:
         self.redis_dbs = iter(range(1, 16))
 
     def database(self, prefix: str) -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        engine = sa.create_engine(self.pg.url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(sa.text(f"CREATE DATABASE {name}"))
-        engine.dispose()
-        return self.pg.url.rsplit("/", 1)[0] + f"/{name}"
+        return new_database(self.pg.url, prefix)
 
     def deployment(self, name: str) -> dict[str, str]:
         """A fresh deployment's environment: its own instance, ledger, storage prefix and broker database."""
@@ -109,32 +107,6 @@ def write_catalog(folder: Path, prefix: str, skus: int, tier: str) -> Path:
     return folder / "catalog.csv"
 
 
-def execute(env: dict, job: str, *, tags: dict | None = None, config: dict | None = None,
-            timeout_s: float = 3600) -> subprocess.CompletedProcess:
-    command = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", LOCATION, "-j", job]
-    if tags:
-        command += ["--tags", json.dumps(tags)]
-    if config:
-        path = Path(env["DAGSTER_HOME"]) / f"{job}-{uuid.uuid4().hex[:6]}.json"
-        path.write_text(json.dumps(config))
-        command += ["-c", str(path)]
-    return subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
-
-
-def run_batches(env: dict, batch_size: int) -> list[list[str]]:
-    """The launcher's own grouping (pipelines/launch.py): [job, first SKU, last SKU] per run."""
-    code = ("import json, dagster as dg\n"
-            f"from {LOCATION} import defs\n"
-            "from pipelines.launch import sku_run_batches\n"
-            "with dg.DagsterInstance.get() as instance:\n"
-            f"    print(json.dumps(sku_run_batches(instance, defs.resources, batch_size={batch_size})))\n")
-    done = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def measure(servers: Servers, kind: str, workers: int, skus: int, runs: int) -> dict:
     name = f"{kind}-{workers}w"
     env = servers.deployment(name)
@@ -149,16 +121,16 @@ def measure(servers: Servers, kind: str, workers: int, skus: int, runs: int) -> 
             started_workers.append((context, context.__enter__()))
         config = {"ops": {"sku_catalog": {"config": {"source": str(catalog),
                                                      "brands": str(catalog.parent / "brands.yaml")}}}}
-        loaded = execute(env, "catalog_job", config=config)
+        loaded = job_execute(env, "catalog_job", config=config, timeout_s=3600)
         if loaded.returncode != 0:
             raise RuntimeError(loaded.stdout[-3000:] + loaded.stderr[-3000:])
-        batches = run_batches(env, batch_size=-(-skus // runs))
+        batches = launcher_batches(env, batch_size=-(-skus // runs))
         assert all(job == f"sku_video_{kind}_job" for job, _, _ in batches), batches
         console.print(f"{name}: {skus} SKUs in {len(batches)} runs on {workers} {kind} worker(s) ...")
         started = time.perf_counter()
         with ThreadPoolExecutor(len(batches)) as pool:
-            done = list(pool.map(lambda b: execute(env, b[0], config=CLIP_RUN_CONFIG, tags={
-                "dagster/asset_partition_range_start": b[1], "dagster/asset_partition_range_end": b[2]}), batches))
+            done = list(pool.map(lambda b: job_execute(env, b[0], config=CLIP_RUN_CONFIG, tags={
+                "dagster/asset_partition_range_start": b[1], "dagster/asset_partition_range_end": b[2]}, timeout_s=3600), batches))
         wall = time.perf_counter() - started
     finally:
         for context, _ in reversed(started_workers):

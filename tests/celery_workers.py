@@ -13,6 +13,7 @@ group; its log (`worker.log_path`) has Celery's lines, and its name is in the ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -209,3 +210,46 @@ def workers_by_step(instance, run_id: str) -> dict[str, list[str]]:
         if "Celery worker" in metadata and event.step_key:
             ran.setdefault(event.step_key, []).append(metadata["Celery worker"].value.split("@")[0])
     return ran
+
+
+LOCATION = "tests.pipelines.celery_location"  # the project's Definitions, resources from the environment
+REPO = Path(__file__).resolve().parents[1]
+
+
+def new_database(server_url: str, prefix: str) -> str:
+    """A fresh database on the PostgreSQL server of `server_url`; its URL."""
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def job_execute(env: Mapping[str, str], job: str, *, tags: dict | None = None, config: dict | None = None,
+                timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """`dagster job execute` as a launcher would run it: with a broker configured the steps go to the workers."""
+    command = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", LOCATION, "-j", job]
+    if tags:
+        command += ["--tags", json.dumps(tags)]
+    if config:
+        config_path = Path(env["DAGSTER_HOME"]) / f"{job}-{uuid.uuid4().hex[:6]}.json"
+        config_path.write_text(json.dumps(config))
+        command += ["-c", str(config_path)]
+    return subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
+
+
+def launcher_batches(env: Mapping[str, str], batch_size: int, timeout_s: float = 300) -> list[list[str]]:
+    """[job, first SKU, last SKU] per run: the launcher's own grouping of the SKUs by queue (pipelines/launch.py)."""
+    code = ("import json, dagster as dg\n"
+            f"from {LOCATION} import defs\n"
+            "from pipelines.launch import sku_run_batches\n"
+            "with dg.DagsterInstance.get() as instance:\n"
+            f"    print(json.dumps(sku_run_batches(instance, defs.resources, batch_size={batch_size})))\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout_s)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -21,11 +21,20 @@ import sqlalchemy as sa
 from assets.sku_video.publish import read_manifest
 from devkit.sample_art import draw_packshot
 from resources.storage import StorageResource
-from tests.celery_workers import RedisServer, celery_workers, redis_server, workers_by_step
+from tests.celery_workers import (
+    LOCATION,
+    RedisServer,
+    celery_workers,
+    job_execute,
+    launcher_batches,
+    new_database,
+    redis_server,
+    workers_by_step,
+)
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-LOCATION = "tests.pipelines.celery_location"
+
 ROUTING = """\
 retakes: 0
 default: {keyframe: [compose], clip: [motion]}
@@ -52,12 +61,7 @@ class Cluster:
     emulators: object
 
     def database(self, prefix: str) -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        engine = sa.create_engine(self.postgres_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(sa.text(f"CREATE DATABASE {name}"))
-        engine.dispose()
-        return self.postgres_url.rsplit("/", 1)[0] + f"/{name}"
+        return new_database(self.postgres_url, prefix)
 
     def deployment(self, name: str, *, redis_db: int, redeliver_after_s: int = 600) -> dict[str, str]:
         """Everything a launcher and its workers share, as a deployment's environment would hold it."""
@@ -115,38 +119,15 @@ def write_catalog(folder: Path, rows: list[tuple[str, str, str]]) -> Path:
     return folder / "catalog.csv"
 
 
-def execute(env: dict, job: str, *, tags: dict | None = None, config: dict | None = None, timeout_s: float = 600
-            ) -> subprocess.CompletedProcess:
-    """`dagster job execute` as a launcher would run it: the run's steps go to the workers."""
-    command = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", LOCATION, "-j", job]
-    if tags:
-        command += ["--tags", json.dumps(tags)]
-    if config:
-        config_path = Path(env["DAGSTER_HOME"]) / f"{job}-{uuid.uuid4().hex[:6]}.yaml"
-        config_path.write_text(json.dumps(config))
-        command += ["-c", str(config_path)]
-    return subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
-
-
 def load_catalog(env: dict, catalog: Path) -> None:
     config = {"ops": {"sku_catalog": {"config": {"source": str(catalog), "brands": str(catalog.parent / "brands.yaml")}}}}
-    done = execute(env, "catalog_job", config=config)
+    done = job_execute(env, "catalog_job", config=config)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 def sku_runs(env: dict, batch_size: int) -> list[tuple[str, str, str]]:
     """(job, first SKU, last SKU) per run: the launcher's choice of queue per SKU, in contiguous ranges."""
-    code = (
-        "import json\n"
-        "from tests.pipelines.celery_location import defs\n"
-        "from pipelines.launch import sku_run_batches\n"
-        "import dagster as dg\n"
-        "with dg.DagsterInstance.get() as instance:\n"
-        f"    print(json.dumps(sku_run_batches(instance, defs.resources, batch_size={batch_size})))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [tuple(batch) for batch in json.loads(done.stdout.strip().splitlines()[-1])]
+    return [tuple(batch) for batch in launcher_batches(env, batch_size, timeout_s=120)]
 
 
 def range_tags(first: str, last: str) -> dict:
@@ -192,7 +173,7 @@ def test_mixed_routes_run_each_clip_on_its_queue(cluster, tmp_path, monkeypatch)
             for prefix in ("CPU", "API", "GPU") for start in range(0, SKUS_PER_ROUTE, half))
         batches.sort(key=lambda batch: batch[1][-2:])  # one run of each queue at a time
         with ThreadPoolExecutor(3) as pool:
-            done = list(pool.map(lambda b: execute(env, b[0], tags=range_tags(b[1], b[2]), config=CLIP_RUN_CONFIG),
+            done = list(pool.map(lambda b: job_execute(env, b[0], tags=range_tags(b[1], b[2]), config=CLIP_RUN_CONFIG),
                                  batches))
     for result in done:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
