@@ -110,7 +110,10 @@ def write_catalog(folder: Path, prefix: str, skus: int, tier: str) -> Path:
 def measure(servers: Servers, kind: str, workers: int, skus: int, runs: int) -> dict:
     name = f"{kind}-{workers}w"
     env = servers.deployment(name)
-    catalog = write_catalog(servers.root / name / "catalog", kind.upper(), skus, "hero" if kind == "api" else "bulk")
+    # SKU ids differ per measurement: the same SKU and content is the same paid job, which the provider would
+    # find already made (Kling's external_task_id) and hand back at once.
+    catalog = write_catalog(servers.root / name / "catalog", f"{kind.upper()}{workers}", skus,
+                            "hero" if kind == "api" else "bulk")
     logs = servers.root / name / "logs"
     measured = [(kind, f"{kind}-{index}", 1) for index in range(workers)]
     helpers = [("cpu", "cpu-helper", 2)] if kind == "api" else []
