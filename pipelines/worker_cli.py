@@ -16,6 +16,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import tenacity
+
 from assets.queues import QUEUES
 from pipelines.executors import BROKER_ENV
 
@@ -23,6 +25,7 @@ from pipelines.executors import BROKER_ENV
 # mostly waits on providers (the `api` pool's leases still bound how many render at once); cpu uses the cores.
 DEFAULT_CONCURRENCY = {"gpu": 1, "api": 4}
 START_CHECK_RETRY_S = 5.0
+SCHEMA_RACE_ERRORS = {"DuplicateObject", "DuplicateTable", "UniqueViolation"}
 
 
 class WorkerSetupError(RuntimeError):
@@ -69,14 +72,10 @@ def check_environment(log) -> None:
     if not home or not (Path(home) / "dagster.yaml").is_file():
         raise WorkerSetupError("DAGSTER_HOME must name a folder with the instance's dagster.yaml "
                                "(dagster.postgres.yaml for several machines)")
-    import dagster as dg
-
     try:
-        with dg.DagsterInstance.get() as instance:
-            instance.get_runs(limit=1)
-            if "Sqlite" in type(instance.run_storage).__name__:
-                log("warning: the instance is SQLite in DAGSTER_HOME; workers on other machines need a shared "
-                    "instance (dagster.postgres.yaml)")
+        if open_instance_once_created():
+            log("warning: the instance is SQLite in DAGSTER_HOME; workers on other machines need a shared "
+                "instance (dagster.postgres.yaml)")
     except Exception as error:  # noqa: BLE001 - any failure to reach it is reported the same way
         raise WorkerSetupError(f"cannot reach the Dagster instance in {home}: {root_cause(error)}") from None
     from resources.storage import StorageResource
@@ -93,6 +92,25 @@ def check_environment(log) -> None:
     if not os.environ.get("SKUVID_LEDGER_URL", "").startswith("postgresql"):
         log("warning: the ledger is not PostgreSQL (SKUVID_LEDGER_URL); workers on other machines need one "
             "shared ledger, or a paid job could be sent from two machines")
+
+
+def _lost_schema_race(error: BaseException) -> bool:
+    return root_cause(error).split(":")[0] in SCHEMA_RACE_ERRORS
+
+
+@tenacity.retry(retry=tenacity.retry_if_exception(_lost_schema_race), stop=tenacity.stop_after_attempt(5),
+                wait=tenacity.wait_random(0.2, 1.0), reraise=True)
+def open_instance_once_created() -> bool:
+    """Open the instance (creating its tables on first use); True when it is SQLite.
+
+    Workers started together against a fresh PostgreSQL instance race to create Dagster's tables and
+    types; the losers fail with "already exists" and find them made on the next try.
+    """
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
+        return "Sqlite" in type(instance.run_storage).__name__
 
 
 def root_cause(error: BaseException) -> str:

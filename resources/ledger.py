@@ -18,6 +18,7 @@ Money is stored as integer micro-dollars so that limits compare exactly on both 
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import tenacity
 from dagster import ConfigurableResource
 from pydantic import Field
 from sqlalchemy import (
@@ -328,7 +330,7 @@ def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
         # Hand transaction control to the "begin" hook below instead of the driver's deferred BEGIN.
         dbapi_connection.isolation_level = None
         dbapi_connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+        use_write_ahead_log(dbapi_connection, busy_timeout_s)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
@@ -337,6 +339,20 @@ def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def use_write_ahead_log(dbapi_connection, busy_timeout_s: float) -> None:
+    """Switch the file to WAL once; the mode is stored in the file, so later connections only read it.
+
+    Switching takes a lock that SQLite does not wait for with busy_timeout: processes opening a fresh
+    ledger together get "database is locked" at once, so the switch is retried for the busy timeout.
+    """
+    for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+            stop=tenacity.stop_after_delay(busy_timeout_s), wait=tenacity.wait_random(0.01, 0.2), reraise=True):
+        with attempt:
+            if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                dbapi_connection.execute("PRAGMA journal_mode = WAL")
 
 
 def _insert_ignoring_conflict(connection: Connection, table: Table, values: Mapping[str, Any]) -> int:

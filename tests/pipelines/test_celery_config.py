@@ -1,11 +1,26 @@
+# ruff: noqa: F811 - the fixture imported from api_fixtures comes back as a test argument
 """The Celery configuration without a broker: which queue a route asks for, the jobs and their executors, and the
 worker command's settings."""
+
+import multiprocessing
+import shutil
+from pathlib import Path
 
 import pytest
 
 from pipelines.executors import celery_app_settings, queue_for_route, redeliver_after_s
-from pipelines.worker_cli import WorkerSetupError, concurrency_for, parse_queues, worker_command
+from pipelines.worker_cli import (
+    WorkerSetupError,
+    concurrency_for,
+    open_instance_once_created,
+    parse_queues,
+    root_cause,
+    worker_command,
+)
 from resources.providers.base import Availability
+from tests.resources.providers.api.api_fixtures import postgres_ledger_url  # noqa: F401 - fixture
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Provider:
@@ -74,3 +89,29 @@ def test_worker_options():
     # Prefork, one at a time, and no task limit per child: the process that loaded the model keeps it.
     assert command[command.index("--pool") + 1] == "prefork" and command[command.index("--concurrency") + 1] == "1"
     assert not any("max-tasks-per-child" in arg for arg in command)
+
+
+def start_worker(barrier, failures) -> None:
+    """Child process body: the worker's start check, once every sibling is ready to make it too."""
+    barrier.wait()
+    try:
+        assert open_instance_once_created() is False  # PostgreSQL, not SQLite
+    except Exception as error:  # noqa: BLE001 - reported for the parent to assert on
+        failures.put(root_cause(error))
+
+
+def test_workers_starting_together_on_a_fresh_postgres_instance_all_open_it(postgres_ledger_url, tmp_path,
+                                                                            monkeypatch):
+    # They race to create Dagster's tables and types; a loser sees "already exists" and must not exit on it.
+    shutil.copy(REPO / "dagster.postgres.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_ledger_url.replace("+psycopg2", ""))
+    context = multiprocessing.get_context("fork")  # the children start at once, with Dagster imported
+    barrier, failures = context.Barrier(6), context.Queue()
+    workers = [context.Process(target=start_worker, args=(barrier, failures)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0] * 6
+    assert failures.empty(), failures.get()

@@ -1,4 +1,5 @@
 # ruff: noqa: F811 - the fixtures imported from api_fixtures come back as test arguments
+import sqlite3
 import threading
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from resources.ledger import (
     LedgerError,
     LedgerResource,
     day_scope,
+    use_write_ahead_log,
 )
 from tests.resources.providers.api.api_fixtures import (  # noqa: F401 - fixtures
     after_barrier,
@@ -193,6 +195,36 @@ def test_processes_never_reserve_past_the_limit(ledger_url):
         child.join(10)
     assert sorted(o.split(":")[0] for o in outcomes) == ["budget"] * 3 + ["reserved"] * 5, outcomes
     assert LedgerResource(url=ledger_url).budget(day_scope()).reserved_usd == 5 * PRICE
+
+
+def test_connections_switching_a_ledger_to_wal_together_all_succeed(tmp_path):
+    # A file in the default rollback-journal mode (a ledger made by hand or by an older release): switching
+    # it to WAL takes a lock that SQLite, to avoid a deadlock between switchers, does not wait for.
+    failures = []
+
+    def switch(path, barrier) -> None:
+        connection = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 5000")
+        barrier.wait()
+        try:
+            use_write_ahead_log(connection, busy_timeout_s=5)
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        except Exception as error:  # noqa: BLE001 - collected for the assertion below
+            failures.append(f"{path.name}: {error}")
+        finally:
+            connection.close()
+
+    for index in range(40):
+        path = tmp_path / f"ledger-{index}.sqlite"
+        with sqlite3.connect(path) as connection:
+            connection.execute("CREATE TABLE older_release (id INTEGER)")
+        barrier = threading.Barrier(4)
+        threads = [threading.Thread(target=switch, args=(path, barrier)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
 
 
 def test_default_url_comes_from_the_environment(monkeypatch, tmp_path):
