@@ -2,13 +2,15 @@
 backfill through the daemon, and a batch of emulated API clips (bench/api_batch.py: wall time against the sum of
 the render delays, at the `api` pool's limit and one at a time).
 
-    python bench/scale.py [--drop-rows 2000,10000] [--skip-drops] [--backfill-skus 1000] [--catalog-skus 10000]
+    python bench/scale.py [--drop-rows 2000,10000] [--planned-events both] [--skip-drops] [--backfill-skus 1000]
+                          [--catalog-skus 10000]
                           [--per-run-sample 30] [--work-sample 100]
                           [--out bench/results/scale.json]
 
 Targets: a 10,000-row drop has all its render runs requested within 60 s (drop sensor tick, ingest run, render
 sensor tick and run submission, through a real daemon and code server; the baseline is one run per SKU at the
-submission rate measured in the same run); the backfill on the CPU tier at most 30 minutes
+submission rate measured in the same run). Each drop is measured with Dagster's default planned events (one per
+SKU) and with its opt-in of one per run (`--planned-events`); the backfill on the CPU tier at most 30 minutes
 with Dagster's own overhead at most 0.5 s per SKU. The baseline is one run per partition, also through the daemon.
 The backfill takes its SKUs from a catalog of `--catalog-skus` partitions, because some of Dagster's per-SKU costs
 grow with the number of partitions, not with the size of the backfill.
@@ -53,6 +55,7 @@ console = Console()
 KINDS = list(PRODUCT_KINDS)
 VENV_BIN = Path(sys.executable).parent  # the CLIs beside this interpreter, activated or not
 BRANDS_YAML = "brands:\n  acme:\n    background: {style: studio, colors: ['#F1ECE4', '#D6CBBB']}\n"
+SUBSET_PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"  # Dagster's own opt-in (dagster#32242)
 
 
 def base_packshots(size: int) -> list[bytes]:
@@ -96,11 +99,15 @@ def drop_instance_yaml(home: Path) -> None:
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
 
-def measure_drop_to_runs(rows: int, work: Path, timeout_s: float = 900) -> dict:
+def measure_drop_to_runs(rows: int, work: Path, planned_events: str = "per-partition", timeout_s: float = 1800) -> dict:
     """One catalog file of `rows` SKUs put into the drop zone of a running daemon and code server (as in
     production): seconds until its ingest run is requested, until the ingest has run, and until every render run
     is requested (tick plus run submission). Packshots are 8 tiny images reused, so the figure is the
-    orchestration's, not the image intake's (bench/pixel_identity.py measures that)."""
+    orchestration's, not the image intake's (bench/pixel_identity.py measures that).
+
+    `planned_events="subset"` runs the daemon with Dagster's opt-in DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS:
+    one planned event per asset and run instead of one per SKU, at the cost of the UI no longer marking the SKUs
+    of a failed batched run as failed (README, "Operating skuvid")."""
     from tests.servers import postgres
 
     home, data = work / "dagster_home", work / "data"
@@ -116,6 +123,8 @@ def measure_drop_to_runs(rows: int, work: Path, timeout_s: float = 900) -> dict:
                "SKUVID_DROP_ZONE": "s3://catalog-drops/drops/", "SKUVID_BRANDS": str(work / "brands.yaml"),
                "SKUVID_LEDGER_URL": f"sqlite:///{work}/ledger.sqlite", "SKUVID_PACKSHOT_WAIT_S": "0",
                "DAGSTER_PG_URL": database.url.replace("+psycopg2", "")}
+        if planned_events == "subset":
+            env[SUBSET_PLANNED_EVENTS_ENV] = "1"
         port = free_port()
         workspace = work / "workspace.yaml"
         workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {"host": "127.0.0.1", "port": port,
@@ -156,6 +165,7 @@ def measure_drop_to_runs(rows: int, work: Path, timeout_s: float = 900) -> dict:
                     stop(process)
     return {
         "rows": rows,
+        "planned_events": planned_events,
         "render_runs": len(renders),
         "skus_in_render_runs": skus_requested,
         "drop_to_ingest_run_requested_s": round(ingest.create_timestamp.timestamp() - dropped, 1),
@@ -534,6 +544,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drop-rows", default="2000,10000", help="rows of each drop measured (comma-separated)")
     parser.add_argument("--skip-drops", action="store_true")
+    parser.add_argument("--planned-events", choices=["per-partition", "subset", "both"], default="both",
+                        help="Dagster's planned events for the drops: one per SKU (the default), one per run (opt-in)")
     parser.add_argument("--big-drop-rows", type=int, default=100_000, help="rows of the drop whose tick and ingest "
                         "are timed in-process (0 to skip)")
     parser.add_argument("--backfill-skus", type=int, default=1_000)
@@ -552,8 +564,9 @@ def main() -> None:
         if args.big_drop_rows:
             results["big_drop"] = measure_big_drop_tick_and_ingest(args.big_drop_rows, work / "big-drop")
         if not args.skip_drops:
-            results["drops"] = [measure_drop_to_runs(int(rows), work / f"drop-{rows}")
-                                for rows in args.drop_rows.split(",")]
+            modes = ["per-partition", "subset"] if args.planned_events == "both" else [args.planned_events]
+            results["drops"] = [measure_drop_to_runs(int(rows), work / f"drop-{rows}-{mode}", mode)
+                                for mode in modes for rows in args.drop_rows.split(",")]
         if not args.skip_backfill:
             (work / "backfill").mkdir()
             results["backfill"] = measure_backfill(args.backfill_skus, args.per_run_sample, args.catalog_skus,
@@ -568,7 +581,8 @@ def main() -> None:
         table.add_row(f"  its ingest run's work: {big['accepted']:,} SKUs, {big['partitions']:,} partitions (s)",
                       f"{big['ingest_s']:.0f}", "")
     for drop in results.get("drops", []):
-        table.add_row(f"drop of {drop['rows']:,} rows to all {drop['render_runs']} render runs requested (s)",
+        table.add_row(f"drop of {drop['rows']:,} rows to all {drop['render_runs']} render runs requested, planned "
+                      f"events {drop.get('planned_events', 'per-partition')} (s)",
                       f"{drop['drop_to_all_runs_requested_s']:.1f}", "<= 60" if drop["target_s"] else "")
         table.add_row("  drop tick / ingest run / render tick / submission (s)",
                       f"{drop['drop_to_ingest_run_requested_s']:.1f} / {drop['ingest_run_s']:.1f} / "

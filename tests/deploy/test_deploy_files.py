@@ -10,7 +10,8 @@ import yaml
 from assets.queues import QUEUES
 from pipelines.worker_cli import add_worker_parser, parse_queues
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
 ITEM = "[]"  # a path step into every item of a list
 
 # The keys the Dagster chart documents (helm/dagster/values.schema.json and its pydantic source,
@@ -58,6 +59,9 @@ CHART_KEYS: dict[tuple[str, ...], set[str]] = {
         "schedulerName", "logFormat", "volumeMounts", "volumes", "initContainerResources", "extraContainers",
         "extraPrependedInitContainers"},
     ("dagsterDaemon", "runCoordinator"): {"enabled", "type", "config"},
+    ("dagsterDaemon", "sensors"): {"useThreads", "numWorkers", "numSubmitWorkers"},
+    ("dagsterDaemon", "schedules"): {"useThreads", "numWorkers", "numSubmitWorkers"},
+    ("dagsterDaemon", "backfills"): {"useThreads", "numWorkers", "numSubmitWorkers"},
     ("dagsterDaemon", "runCoordinator", "config"): {"queuedRunCoordinator", "customRunCoordinator"},
     ("dagsterDaemon", "runCoordinator", "config", "queuedRunCoordinator"): {
         "maxConcurrentRuns", "tagConcurrencyLimits", "dequeueIntervalSeconds", "dequeueNumWorkers",
@@ -99,6 +103,9 @@ def test_helm_values_use_only_keys_the_chart_documents():
     assert undocumented({"dagsterDaemon": {"runRetries": {"retry_on_asset_or_op_failure": False}}}) != []
     daemon = values["dagsterDaemon"]
     assert daemon["runRetries"]["retryOnAssetOrOpFailure"] is False  # a retried clip step could pay twice
+    instance = yaml.safe_load((REPO / "dagster.postgres.yaml").read_text())
+    for section in ("sensors", "schedules", "backfills"):  # runs of a tick are created from several threads
+        assert daemon[section]["numSubmitWorkers"] == instance[section]["num_submit_workers"] > 1
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     secret_like = [key for key in ("postgresqlPassword",) if values["postgresql"].get(key)]
     assert secret_like == []  # passwords come from Secrets, never from this file
