@@ -2,7 +2,7 @@
 """The Celery configuration without a broker: which queue a route asks for, the jobs and their executors, and the
 worker command's settings."""
 
-import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from pipelines.worker_cli import (
     worker_command,
 )
 from resources.providers.base import Availability
-from tests.resources.providers.api.api_fixtures import postgres_ledger_url  # noqa: F401 - fixture
+from tests.resources.providers.api.api_fixtures import forked_processes, postgres_ledger_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,8 +91,9 @@ def test_worker_options():
     assert not any("max-tasks-per-child" in arg for arg in command)
 
 
-def start_worker(barrier, failures) -> None:
+def start_worker(barrier, failures, home: str, pg_url: str) -> None:
     """Child process body: the worker's start check, once every sibling is ready to make it too."""
+    os.environ.update({"DAGSTER_HOME": home, "DAGSTER_PG_URL": pg_url})
     barrier.wait()
     try:
         assert open_instance_once_created() is False  # PostgreSQL, not SQLite
@@ -100,15 +101,13 @@ def start_worker(barrier, failures) -> None:
         failures.put(root_cause(error))
 
 
-def test_workers_starting_together_on_a_fresh_postgres_instance_all_open_it(postgres_ledger_url, tmp_path,
-                                                                            monkeypatch):
+def test_workers_starting_together_on_a_fresh_postgres_instance_all_open_it(postgres_ledger_url, tmp_path):
     # They race to create Dagster's tables and types; a loser sees "already exists" and must not exit on it.
     shutil.copy(REPO / "dagster.postgres.yaml", tmp_path / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    monkeypatch.setenv("DAGSTER_PG_URL", postgres_ledger_url.replace("+psycopg2", ""))
-    context = multiprocessing.get_context("fork")  # the children start at once, with Dagster imported
+    context = forked_processes()  # the children start at once, with Dagster imported
     barrier, failures = context.Barrier(6), context.Queue()
-    workers = [context.Process(target=start_worker, args=(barrier, failures)) for _ in range(6)]
+    args = (barrier, failures, str(tmp_path), postgres_ledger_url.replace("+psycopg2", ""))
+    workers = [context.Process(target=start_worker, args=args) for _ in range(6)]
     for worker in workers:
         worker.start()
     for worker in workers:
