@@ -24,7 +24,6 @@ against 10,000).
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -44,9 +43,9 @@ from bench.machine import machine_info
 from devkit.sample_art import draw_packshot
 from tests.celery_workers import (
     celery_worker,
+    deployment_env,
     job_execute,
     launcher_batches,
-    new_database,
     redis_server,
     workers_by_step,
 )
@@ -69,31 +68,15 @@ class Servers:
         self.root, self.pg, self.s3, self.redis, self.emulators = root, pg, s3, redis, emulators
         self.redis_dbs = iter(range(1, 16))
 
-    def database(self, prefix: str) -> str:
-        return new_database(self.pg.url, prefix)
-
     def deployment(self, name: str) -> dict[str, str]:
         """A fresh deployment's environment: its own instance, ledger, storage prefix and broker database."""
-        home = self.root / name / "dagster_home"
-        home.mkdir(parents=True)
-        shutil.copy(REPO / "dagster.postgres.yaml", home / "dagster.yaml")
-        (self.root / name / "routing.yaml").write_text(ROUTING)
-        kling = self.emulators.provider_settings()["kling"]
         bucket = "scale-out"
         if not any(b["Name"] == bucket for b in self.s3.client().list_buckets().get("Buckets", [])):
             self.s3.client().create_bucket(Bucket=bucket)
-        return {
-            **os.environ, **self.s3.env(),
-            "DAGSTER_HOME": str(home),
-            "DAGSTER_PG_URL": self.database("dagster").replace("+psycopg2", ""),
-            "SKUVID_LEDGER_URL": self.database("ledger"),
-            "SKUVID_STORAGE_ROOT": f"s3://{bucket}/{name}",
-            "SKUVID_CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis.port}/{next(self.redis_dbs)}",
-            "SKUVID_ROUTING": str(self.root / name / "routing.yaml"),
-            "SKUVID_POOL_LIMITS": "gpu=1,api=16",
-            "KLING_ACCESS_KEY": kling["access_key"], "KLING_SECRET_KEY": kling["secret_key"],
-            "SKUVID_KLING_BASE_URL": kling["base_url"],
-        }
+        return deployment_env(
+            self.root / name, postgres_url=self.pg.url, s3_env=self.s3.env(), storage_root=f"s3://{bucket}/{name}",
+            broker_url=f"redis://127.0.0.1:{self.redis.port}/{next(self.redis_dbs)}", routing=ROUTING,
+            kling=self.emulators.provider_settings()["kling"], SKUVID_POOL_LIMITS="gpu=1,api=16")
 
 
 def write_catalog(folder: Path, prefix: str, skus: int, tier: str) -> Path:

@@ -228,6 +228,31 @@ def new_database(server_url: str, prefix: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def deployment_env(folder: Path, *, postgres_url: str, s3_env: Mapping[str, str], storage_root: str,
+                   broker_url: str, routing: str, kling: Mapping[str, str], **settings: str) -> dict[str, str]:
+    """What a launcher and its workers share, as a deployment's environment holds it: an instance on a fresh
+    PostgreSQL database (dagster.postgres.yaml in `folder`/dagster_home), a fresh ledger database, artifacts under
+    `storage_root`, the broker, the routing file and the Kling emulator's settings; `settings` add or override."""
+    home = folder / "dagster_home"
+    home.mkdir(parents=True)
+    shutil.copy(REPO / "dagster.postgres.yaml", home / "dagster.yaml")
+    (folder / "routing.yaml").write_text(routing)
+    return {
+        **os.environ,
+        **s3_env,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": new_database(postgres_url, "dagster").replace("+psycopg2", ""),
+        "SKUVID_LEDGER_URL": new_database(postgres_url, "ledger"),
+        "SKUVID_STORAGE_ROOT": storage_root,
+        "SKUVID_CELERY_BROKER_URL": broker_url,
+        "SKUVID_ROUTING": str(folder / "routing.yaml"),
+        "KLING_ACCESS_KEY": kling["access_key"],
+        "KLING_SECRET_KEY": kling["secret_key"],
+        "SKUVID_KLING_BASE_URL": kling["base_url"],
+        **settings,
+    }
+
+
 def job_execute(env: Mapping[str, str], job: str, *, tags: dict | None = None, config: dict | None = None,
                 timeout_s: float = 600) -> subprocess.CompletedProcess:
     """`dagster job execute` as a launcher would run it: with a broker configured the steps go to the workers."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,9 +24,9 @@ from tests.celery_workers import (
     LOCATION,
     RedisServer,
     celery_workers,
+    deployment_env,
     job_execute,
     launcher_batches,
-    new_database,
     redis_server,
     workers_by_step,
 )
@@ -60,35 +59,14 @@ class Cluster:
     wan_path: str
     emulators: object
 
-    def database(self, prefix: str) -> str:
-        return new_database(self.postgres_url, prefix)
-
     def deployment(self, name: str, *, redis_db: int, redeliver_after_s: int = 600) -> dict[str, str]:
         """Everything a launcher and its workers share, as a deployment's environment would hold it."""
-        home = self.root / name / "dagster_home"
-        home.mkdir(parents=True)
-        shutil.copy(REPO / "dagster.postgres.yaml", home / "dagster.yaml")
-        routing = self.root / name / "routing.yaml"
-        routing.write_text(ROUTING)
-        kling = self.emulators.provider_settings()["kling"]
-        return {
-            **os.environ,
-            **self.s3_env,
-            "DAGSTER_HOME": str(home),
-            "DAGSTER_PG_URL": self.database("dagster").replace("+psycopg2", ""),
-            "SKUVID_LEDGER_URL": self.database("ledger"),
-            "SKUVID_STORAGE_ROOT": f"s3://{self.bucket}/{name}",
-            "SKUVID_CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis.port}/{redis_db}",
-            "SKUVID_CELERY_REDELIVER_AFTER_S": str(redeliver_after_s),
-            "SKUVID_ROUTING": str(routing),
-            "SKUVID_WAN_PATH": self.wan_path,
-            "SKUVID_GPU_DEVICE": "cpu",
-            "SKUVID_POOL_LEASE_S": "4",
-            "SKUVID_POOL_LIMITS": "gpu=1,api=4",
-            "KLING_ACCESS_KEY": kling["access_key"],
-            "KLING_SECRET_KEY": kling["secret_key"],
-            "SKUVID_KLING_BASE_URL": kling["base_url"],
-        }
+        return deployment_env(
+            self.root / name, postgres_url=self.postgres_url, s3_env=self.s3_env,
+            storage_root=f"s3://{self.bucket}/{name}", broker_url=f"redis://127.0.0.1:{self.redis.port}/{redis_db}",
+            routing=ROUTING, kling=self.emulators.provider_settings()["kling"],
+            SKUVID_CELERY_REDELIVER_AFTER_S=str(redeliver_after_s), SKUVID_WAN_PATH=self.wan_path,
+            SKUVID_GPU_DEVICE="cpu", SKUVID_POOL_LEASE_S="4", SKUVID_POOL_LIMITS="gpu=1,api=4")
 
 
 @pytest.fixture(scope="module")
